@@ -1,0 +1,43 @@
+"""python -m tools.sim [--scenario FILE --out DIR] [--heapsize BYTES]
+
+With a scenario: run it (contracts.md, "Scripted simulation"); exit 0 when it ran to its end,
+1 when a step failed (a wait not reached, a card never read), 2 when it cannot be run.
+Without one: the interactive simulator (needs a terminal).
+"""
+
+import argparse
+import os
+import sys
+
+from tools.sim.session import DEFAULT_HEAPSIZE
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tools.sim", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", help="scenario JSON file (contracts.md)")
+    parser.add_argument("--out", help="directory for events.jsonl, ledger.json, receipts/")
+    parser.add_argument("--heapsize", type=int,
+                        default=int(os.environ.get("POS_SIM_HEAPSIZE", DEFAULT_HEAPSIZE)),
+                        help="MicroPython heap in bytes (ESP32-like; default %(default)s)")
+    parser.add_argument("--main", default="main.py", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.scenario:
+        from tools.sim.scenario import ScenarioError, run_file
+
+        out = args.out or "out/sim"
+        try:
+            failure = run_file(args.scenario, out, args.heapsize, args.main)
+        except ScenarioError as exc:
+            print("tools.sim: %s" % exc, file=sys.stderr)
+            return 2
+        if failure:
+            print("tools.sim: %s" % failure, file=sys.stderr)
+            return 1
+        return 0
+    from tools.sim.ui import run_ui
+
+    return run_ui(out=args.out or "out/sim", heapsize=args.heapsize, main=args.main)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

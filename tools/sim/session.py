@@ -1,0 +1,550 @@
+"""Simulated board orchestration: the firmware process, its peripherals, its network, its power.
+
+`SimSession` ties together
+- the host simulator (tools/host, in this process),
+- `NetProxy`: the terminal's network; forwards to the host, records every frame, can go down,
+- `BoardModel`: the other end of the firmware's board link (boards/sim.py): card reader field,
+  keypad, display, printer with paper, the firmware's state reports,
+- `Firmware`: the MicroPython unix port running main.py on a littlefs image (power cut = SIGKILL).
+
+Every observable thing becomes an event `{"t_ms", "kind", ...}` (contracts.md, "What DIR holds
+afterwards"), written to events.jsonl and passed to listeners (the interactive UI).
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
+DEFAULT_HEAPSIZE = 120000
+KEY_LABELS = "0123456789ABCD*#"
+KEY_GAP_S = 0.03  # between key presses: human-ish, but fast
+TAP_TIMEOUT_MS = 30000
+
+
+class SimError(Exception):
+    """A step could not be carried out (a failed wait, a card never read)."""
+
+
+def default_cards():
+    """The project's default test cards (tools/host/cards.json)."""
+    path = REPO / "tools" / "host" / "cards.json"
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def describe_frame(frame):
+    """`{"mti", "stan", "rc"?}` of an ISO message (without length prefix); tolerant."""
+    info = {"mti": None, "stan": None}
+    try:
+        from tools.host.spec import decode_frame
+
+        mti, fields = decode_frame(frame)
+        info["mti"] = mti
+        info["stan"] = fields.get("11")
+        if "39" in fields:
+            info["rc"] = fields["39"]
+        return info
+    except Exception:  # noqa: BLE001 - anything undecodable is still recorded
+        head = bytes(frame[:4])
+        if len(head) == 4 and head.isdigit():
+            info["mti"] = head.decode()
+        return info
+
+
+class EventLog:
+    """Ordered event record: events.jsonl plus listeners."""
+
+    def __init__(self, path=None):
+        self.t0 = time.monotonic()
+        self.listeners = []
+        self.events = []
+        self._f = open(path, "w") if path else None
+
+    def emit(self, kind, **fields):
+        event = {"t_ms": int((time.monotonic() - self.t0) * 1000), "kind": kind}
+        event.update(fields)
+        self.events.append(event)
+        if self._f:
+            self._f.write(json.dumps(event) + "\n")
+            self._f.flush()
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a UI bug must not stop the simulation
+                pass
+        return event
+
+    def close(self):
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+class NetProxy:
+    """The terminal's network: TCP 127.0.0.1:port -> the host simulator, frames recorded."""
+
+    def __init__(self, events, upstream_port):
+        self.events = events
+        self.upstream_port = upstream_port  # callable: the host's current port
+        self.up = True
+        self.port = None
+        self._server = None
+        self._conns = set()
+
+    async def start(self):
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        self._close_all()
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def set_up(self, up):
+        self.up = up
+        if not up:
+            self._close_all()
+
+    def _close_all(self):
+        for writer in list(self._conns):
+            try:
+                writer.transport.abort()
+            except Exception:  # noqa: BLE001
+                pass
+        self._conns.clear()
+
+    async def _handle(self, t_reader, t_writer):
+        if not self.up:
+            t_writer.transport.abort()
+            return
+        try:
+            h_reader, h_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port())
+        except OSError:
+            t_writer.transport.abort()  # host down: the terminal sees the connection fail
+            return
+        if not self.up:  # went down while connecting
+            h_writer.transport.abort()
+            t_writer.transport.abort()
+            return
+        pair = (t_writer, h_writer)
+        self._conns.update(pair)
+        try:
+            await asyncio.gather(
+                self._pump(t_reader, h_writer, "host_tx"),
+                self._pump(h_reader, t_writer, "host_rx"),
+            )
+        finally:
+            for w in pair:
+                self._conns.discard(w)
+                try:
+                    w.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def _pump(self, src, dst, kind):
+        buf = b""
+        try:
+            while True:
+                data = await src.read(4096)
+                if not data:
+                    break
+                if not self.up:
+                    break
+                dst.write(data)
+                buf += data
+                while len(buf) >= 2:
+                    n = int.from_bytes(buf[:2], "big")
+                    if len(buf) < 2 + n:
+                        break
+                    whole, buf = buf[:2 + n], buf[2 + n:]
+                    info = describe_frame(whole[2:])
+                    self.events.emit(kind, hex=whole.hex(), **info)
+                await dst.drain()
+            try:
+                if dst.can_write_eof():
+                    dst.write_eof()
+            except (OSError, RuntimeError):
+                pass
+        except (OSError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            if buf:
+                self.events.emit("net_partial", direction=kind, hex=buf.hex())
+
+
+class BoardModel:
+    """The sim's end of the board link: peripherals as the firmware sees them."""
+
+    def __init__(self, events, receipts_dir=None):
+        self.events = events
+        self.receipts_dir = Path(receipts_dir) if receipts_dir else None
+        self.port = None
+        self.lines = []
+        self.paper = True
+        self.field = None  # card in the reader's field: {"pan", "expiry"}
+        self.state = None  # the firmware's last state report (None: not booted / no link)
+        self.receipts = []
+        self.firmware_log = []
+        self._writer = None
+        self._server = None
+        self._read = asyncio.Event()
+        self._receipt_no = 0
+
+    async def start(self):
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        self.drop_link()
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+    @property
+    def connected(self):
+        return self._writer is not None
+
+    def drop_link(self):
+        if self._writer is not None:
+            try:
+                self._writer.transport.abort()
+            except Exception:  # noqa: BLE001
+                pass
+        self._writer = None
+        self.state = None
+
+    def send(self, obj):
+        if self._writer is None:
+            return False
+        try:
+            self._writer.write((json.dumps(obj) + "\n").encode())
+        except (OSError, RuntimeError):
+            return False
+        return True
+
+    async def _handle(self, reader, writer):
+        self.drop_link()  # one firmware at a time: a new boot replaces the old link
+        self._writer = writer
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    self.events.emit("link_error", text=line.decode("utf-8", "replace")[:200])
+                    continue
+                if isinstance(msg, dict):
+                    self._on_message(msg)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            if self._writer is writer:
+                self._writer = None
+                self.state = None
+
+    def _on_message(self, msg):
+        if "hello" in msg:
+            self.events.emit("boot")
+            # What the board's hardware would tell a fresh boot: paper sensor, card in the field.
+            if not self.paper:
+                self.send({"paper": "out"})
+            if self.field is not None:
+                self.send({"card": self.field})
+        if "display" in msg:
+            self.lines = [str(x) for x in msg["display"]]
+            self.events.emit("display", lines=self.lines)
+        if "print" in msg:
+            self._print(msg.get("job"), str(msg["print"]))
+        if "card_read" in msg:
+            self.field = None
+            self._read.set()
+            self.events.emit("card_read", pan_last4=str(msg["card_read"])[-4:])
+        if "state" in msg:
+            state = msg["state"]
+            if state != self.state:
+                self.state = state
+                self.events.emit("state", state=state)
+        if "log" in msg:
+            text = str(msg["log"])
+            self.firmware_log.append(text)
+            self.events.emit("log", text=text)
+
+    def _print(self, job, text):
+        if not self.paper:
+            self.events.emit("print_failed", job=job, reason="paper_out")
+            self.send({"paper_out": job})
+            return
+        self._receipt_no += 1
+        self.receipts.append(text)
+        if self.receipts_dir is not None:
+            self.receipts_dir.mkdir(parents=True, exist_ok=True)
+            (self.receipts_dir / ("%03d.txt" % self._receipt_no)).write_text(text)
+        self.events.emit("receipt", text=text)
+        self.send({"printed": job})
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def press(self, label):
+        sent = self.send({"key": label})
+        self.events.emit("key", label=label, **({} if sent else {"lost": True}))
+
+    def present(self, card):
+        """Put a card in the field (it stays until the firmware reads it)."""
+        self.field = {"pan": card["pan"], "expiry": card.get("expiry", "3012")}
+        self._read.clear()
+        self.events.emit("tap", pan_last4=card["pan"][-4:])
+        self.send({"card": self.field})
+
+    async def wait_read(self, timeout_s):
+        await asyncio.wait_for(self._read.wait(), timeout_s)
+
+    def remove_card(self):
+        self.field = None
+
+    def set_paper(self, paper_in):
+        self.paper = paper_in
+        self.events.emit("paper", state="in" if paper_in else "out")
+        self.send({"paper": "in" if paper_in else "out"})
+
+
+class Firmware:
+    """The firmware process: MicroPython unix port running main.py; power = process alive."""
+
+    def __init__(self, events, env, log_path, heapsize=DEFAULT_HEAPSIZE, main="main.py",
+                 cwd=REPO, on_exit=None):
+        self.events = events
+        self.env = env
+        self.log_path = log_path
+        self.heapsize = heapsize
+        self.main = main
+        self.cwd = cwd
+        self.on_exit = on_exit
+        self.powered = False
+        self.proc = None
+        self.boots = 0
+        self._watch = None
+
+    async def power_on(self):
+        if self.powered:
+            return
+        self.powered = True
+        self.events.emit("power", state="on")
+        await self._spawn()
+
+    async def _spawn(self):
+        env = dict(os.environ)
+        env.update(self.env)
+        log = open(self.log_path, "ab")
+        log.write(("--- boot %d ---\n" % (self.boots + 1)).encode())
+        log.flush()
+        self.proc = await asyncio.create_subprocess_exec(
+            str(MICROPYTHON), "-X", "heapsize=%d" % self.heapsize, str(self.main),
+            cwd=str(self.cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=log, stderr=asyncio.subprocess.STDOUT)
+        log.close()
+        self.boots += 1
+        self._watch = asyncio.ensure_future(self._watch_exit(self.proc))
+
+    async def _watch_exit(self, proc):
+        rc = await proc.wait()
+        if proc is not self.proc or not self.powered:
+            return
+        # The firmware stopped by itself (crash, reset): a board resets and boots again.
+        self.events.emit("firmware_exit", rc=rc)
+        if self.on_exit:
+            self.on_exit()
+        if self.boots >= 50:
+            self.events.emit("log", text="sim: firmware keeps exiting; not restarting it")
+            return
+        await asyncio.sleep(0.5)
+        if self.powered and proc is self.proc:
+            await self._spawn()
+
+    async def power_cut(self):
+        if not self.powered:
+            return
+        self.powered = False
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGKILL)  # no flush, no goodbye
+            except ProcessLookupError:
+                pass
+            await proc.wait()
+        self.events.emit("power", state="cut")
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.returncode is None
+
+
+class SimSession:
+    """A whole simulated counter: host, network, board, firmware. One step method per step kind."""
+
+    def __init__(self, out_dir, config=None, cards=None, heapsize=None, main="main.py",
+                 on_event=None, host_factory=None):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("events.jsonl", "ledger.json", "flash.img", "host.db", "firmware.log"):
+            try:
+                (self.out / name).unlink()
+            except FileNotFoundError:
+                pass
+        receipts = self.out / "receipts"
+        if receipts.is_dir():
+            for p in receipts.iterdir():
+                if p.is_file():
+                    p.unlink()
+        self.config = dict(config or {})
+        self.cards = list(cards) if cards is not None else None
+        self.known_cards = {c["pan"]: c for c in (self.cards or default_cards())}
+        self.heapsize = heapsize or DEFAULT_HEAPSIZE
+        self.main = main
+        self.events = EventLog(self.out / "events.jsonl")
+        if on_event:
+            self.events.listeners.append(on_event)
+        self.host_factory = host_factory
+        self.host = None
+        self.proxy = None
+        self.board = None
+        self.firmware = None
+
+    async def start(self):
+        factory = self.host_factory
+        if factory is None:
+            from tools.host import HostSimulator as factory
+        self.host = factory(str(self.out / "host.db"), cards=self.cards, port=0)
+        await self.host.start()
+        self.proxy = NetProxy(self.events, lambda: self.host.port)
+        await self.proxy.start()
+        self.board = BoardModel(self.events, self.out / "receipts")
+        await self.board.start()
+        config = dict(self.config)
+        config["host"] = "127.0.0.1"
+        config["port"] = self.proxy.port
+        env = {
+            "POS_BOARD": "sim",
+            "POS_SIM_LINK": str(self.board.port),
+            "POS_FLASH": str(self.out / "flash.img"),
+            "POS_CONFIG": json.dumps(config),
+        }
+        self.firmware = Firmware(self.events, env, self.out / "firmware.log", self.heapsize,
+                                 self.main, on_exit=self.board.drop_link)
+        await self.firmware.power_on()
+
+    async def stop(self):
+        """Power off, write ledger.json, stop the host."""
+        if self.firmware:
+            await self.firmware.power_cut()
+        if self.board:
+            await self.board.stop()
+        if self.proxy:
+            await self.proxy.stop()
+        if self.host:
+            try:
+                ledger = self.host.export_ledger()
+                with open(self.out / "ledger.json", "w") as f:
+                    json.dump(ledger, f, indent=1)
+            finally:
+                await self.host.stop()
+        self.events.close()
+
+    # --- steps --------------------------------------------------------------------------------
+
+    async def step(self, step):
+        """Run one scenario step (a dict as in contracts.md). Raises SimError when it fails."""
+        if "tap" in step:
+            await self.tap(step["tap"], step.get("timeout_ms", TAP_TIMEOUT_MS))
+        elif "keys" in step:
+            await self.keys(step["keys"])
+        elif "host" in step:
+            self.host_fault(step)
+        elif "net" in step:
+            self.net(step["net"] == "up")
+        elif "paper" in step:
+            self.paper(step["paper"] == "in")
+        elif "power" in step:
+            await self.power(step["power"] == "on")
+        elif "wait" in step:
+            await self.wait(step["wait"], step.get("timeout_ms", 60000))
+        elif "sleep_ms" in step:
+            await asyncio.sleep(step["sleep_ms"] / 1000)
+        else:
+            raise SimError("unknown step %s" % json.dumps(step))
+
+    async def tap(self, pan, timeout_ms=TAP_TIMEOUT_MS):
+        card = self.known_cards.get(pan, {"pan": pan, "expiry": "3012"})
+        self.board.present(card)
+        try:
+            await self.board.wait_read(timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            self.board.remove_card()
+            raise SimError("tap %s: card not read within %d ms" % (pan[-4:], timeout_ms))
+
+    def tap_nowait(self, pan):
+        card = self.known_cards.get(pan, {"pan": pan, "expiry": "3012"})
+        self.board.present(card)
+
+    async def keys(self, labels):
+        for label in labels:
+            self.board.press(label)
+            await asyncio.sleep(KEY_GAP_S)
+
+    def host_fault(self, step):
+        fields = {k: v for k, v in step.items() if k != "host"}
+        self.events.emit("host", fault=step["host"], **fields)
+        self.host.inject(dict(step))
+
+    def net(self, up):
+        self.proxy.set_up(up)
+        self.events.emit("net", state="up" if up else "down")
+
+    def paper(self, paper_in):
+        self.board.set_paper(paper_in)
+
+    async def power(self, on):
+        if on:
+            await self.firmware.power_on()
+        else:
+            await self.firmware.power_cut()
+            self.board.drop_link()
+
+    def is_idle(self):
+        state = self.board.state
+        return bool(self.firmware.running and isinstance(state, dict) and state.get("idle") is True)
+
+    def is_settled(self):
+        state = self.board.state
+        return (self.is_idle() and not state.get("queued") and not state.get("unprinted"))
+
+    async def wait(self, what, timeout_ms):
+        check = self.is_idle if what == "idle" else self.is_settled
+        # Give the firmware a moment to report what the last input changed.
+        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not check():
+            if time.monotonic() >= deadline:
+                raise SimError("wait %s: not reached within %d ms (last state %s)"
+                               % (what, timeout_ms, json.dumps(self.board.state)))
+            await asyncio.sleep(0.02)
+        self.events.emit("wait_done", what=what)
+
+
+def _exc_line(exc):
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m tools.sim")
