@@ -1,0 +1,233 @@
+"""Asyncio runtime: turns the board's peripherals into events for the core, executes its actions.
+
+The core (firmware/core.py) decides; this module only does. Actions run in the order the core
+gave them, and a `journal` action is flushed to flash before the next one starts: that ordering
+is what makes "journal before acting" hold under power loss.
+
+Host exchanges use one TCP connection each (2-byte big-endian length prefix, see
+docs/protocol.md). A purchase connection stays open after its timer fired, so a late response is
+still read and handed to the core, which logs and ignores it once it has moved on.
+"""
+
+import gc
+import os
+import struct
+import time
+
+import asyncio
+
+from firmware import settings as settings_mod
+from firmware.core import Terminal
+from firmware.journal import Journal
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython, for tools that import the runtime
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+_MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
+
+
+class Clock:
+    def now(self):
+        return time.localtime()[:6]
+
+    def ticks_ms(self):
+        return ticks_ms()
+
+
+def _random_bytes(n):
+    return os.urandom(n)
+
+
+class Runtime:
+    def __init__(self, board, settings, journal_name="journal.bin"):
+        self.board = board
+        self.settings = settings
+        root = board.root
+        self.journal = Journal((root + "/" if root else "") + journal_name)
+        self.terminal = Terminal(settings, Clock(), _random_bytes)
+        self.timers = {}  # name -> deadline in ticks_ms
+        self.links = {}  # kind -> the exchange task's stream writer, to close it on a new send
+        self.link_gen = {}  # kind -> generation, so a superseded connection's events are dropped
+        self.reported = None
+
+    # ---- dispatch -------------------------------------------------------------------------
+
+    def dispatch(self, event):
+        terminal = self.terminal
+        actions = terminal.handle(event)
+        for action in actions:
+            self.execute(action)
+        for line in terminal.log:
+            self.log(line)
+        del terminal.log[:]
+        self.after(event)
+
+    def execute(self, action):
+        kind = action[0]
+        if kind == "show":
+            self.board.display.show(action[1])
+        elif kind == "journal":
+            self.journal.append(action[1])
+        elif kind == "send":
+            self.spawn(self.exchange(action[1], action[2]))
+        elif kind == "print":
+            self.spawn(self.print_job(action[1], action[2]))
+        elif kind == "arm":
+            self.timers[action[1]] = ticks_ms() + action[2]
+        elif kind == "disarm":
+            self.timers.pop(action[1], None)
+
+    def after(self, event):
+        status = self.terminal.status()
+        if status != self.reported:
+            self.reported = status
+            report = getattr(self.board, "report", None)
+            if report:
+                report(status)
+        quiet = status["idle"] and self.terminal.current is None
+        if quiet and self.journal.size > self.settings["journal_max_bytes"]:
+            self.journal.rewrite(self.terminal.snapshot())
+            self.terminal.compacted()
+            self.log("journal compacted to %d bytes" % self.journal.size)
+        if self.settings["heap_report"] and event[0] == "printed" and quiet:
+            gc.collect()
+            self.log("heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
+
+    def log(self, line):
+        print(line)
+        board_log = getattr(self.board, "log", None)
+        if board_log:
+            board_log(line)
+
+    def spawn(self, coro):
+        asyncio.create_task(coro)
+
+    # ---- host link ------------------------------------------------------------------------
+
+    async def exchange(self, kind, frame):
+        """One request, one response, on a connection of its own."""
+        gen = self.link_gen.get(kind, 0) + 1
+        self.link_gen[kind] = gen
+        old = self.links.pop(kind, None)
+        if old is not None:
+            old.close()
+        try:
+            reader, writer = await asyncio.wait_for_ms(
+                asyncio.open_connection(self.settings["host"], self.settings["port"]),
+                self.settings["connect_timeout_ms"])
+        except Exception as e:  # noqa: BLE001 - any failure to connect means nothing was sent
+            self.log("%s: host unreachable (%r)" % (kind, e))
+            if self.link_gen.get(kind) == gen:
+                self.dispatch(("unsent", kind))
+            return
+        self.links[kind] = writer
+        response = None
+        try:
+            writer.write(struct.pack(">H", len(frame)) + frame)
+            await writer.drain()
+            while True:
+                head = await reader.readexactly(2)
+                (length,) = struct.unpack(">H", head)
+                if length > _MAX_FRAME:
+                    break
+                response = await reader.readexactly(length)
+                if self.link_gen.get(kind) == gen or kind == "purchase":
+                    self.dispatch(("rx", response))
+                # The purchase link stays open for a late second frame only until the host
+                # closes it; every other exchange is one request, one response.
+                break
+        except Exception:  # noqa: BLE001 - EOF, reset, timeout: the link is gone
+            pass
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001
+            pass
+        if self.links.get(kind) is writer:
+            del self.links[kind]
+        if response is None and self.link_gen.get(kind) == gen:
+            self.dispatch(("closed", kind))
+
+    # ---- printer --------------------------------------------------------------------------
+
+    async def print_job(self, job, text):
+        printer = self.board.printer
+        if not printer.paper_ok():
+            self.dispatch(("print_failed", job, False))
+            return
+        try:
+            await printer.print_text(text)
+        except Exception as e:  # noqa: BLE001 - paper out, cover open, printer silent
+            self.log("printer: %r" % e)
+            self.dispatch(("print_failed", job, True))
+            return
+        self.dispatch(("printed", job))
+
+    # ---- input and time -------------------------------------------------------------------
+
+    async def keys(self):
+        async for label in self.board.keypad:
+            self.dispatch(("key", label))
+
+    async def cards(self):
+        reader = self.board.reader
+        period = self.settings["poll_ms"]
+        while True:
+            if self.terminal.wants_card():
+                card = reader.read_card()
+                if card is not None:
+                    self.dispatch(("card", card[0], card[1]))
+            await asyncio.sleep_ms(period)
+
+    async def paper(self):
+        while True:
+            await asyncio.sleep_ms(500)
+            if self.terminal.paper_out and self.board.printer.paper_ok():
+                self.dispatch(("paper", "in"))
+
+    async def clock(self):
+        last_tick = ticks_ms()
+        while True:
+            now = ticks_ms()
+            due = None
+            for name, deadline in self.timers.items():
+                if ticks_diff(deadline, now) <= 0:
+                    due = name
+                    break
+            if due is not None:
+                del self.timers[due]
+                self.dispatch(("timer", due))
+                continue
+            if ticks_diff(now, last_tick) >= 1000:
+                last_tick = now
+                self.dispatch(("tick",))
+            # 20 ms granularity is far below any timeout the core sets (seconds).
+            await asyncio.sleep_ms(20)
+
+    async def run(self):
+        start = getattr(self.board, "start", None)
+        if start:
+            await start()
+        records = self.journal.replay()
+        self.dispatch(("boot", records))
+        tasks = [asyncio.create_task(self.keys()), asyncio.create_task(self.cards()),
+                 asyncio.create_task(self.paper())]
+        await self.clock()
+        for task in tasks:
+            task.cancel()
+
+
+def run(board, settings):
+    asyncio.run(Runtime(board, settings).run())
+
+
+def load_settings(root, overrides=None):
+    values = settings_mod.load((root + "/" if root else "") + "config.json")
+    if overrides:
+        values = settings_mod.merge(values, overrides, "board overrides")
+    return values

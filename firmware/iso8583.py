@@ -1,0 +1,304 @@
+"""Compact ISO 8583 (1987) codec for the terminal's host link, with its MAC, its 2-byte length
+framing and response matching.
+
+It knows exactly the fields of docs/protocol.md and nothing else: an unknown field is an error
+in both directions, so a host speaking another dialect is noticed at once instead of misparsed.
+No ISO 8583 library exists for MicroPython; tests_host/test_iso8583_peer.py checks this codec
+against pyiso8583 with the project's one wire spec (tools/host/spec.py).
+
+Values: str for n, an and ans fields (n may also be given as an int when encoding), bytes for
+b fields. The MAC (field 64, or 128 when a secondary bitmap is present) is added by `encode` and
+checked by `decode`; callers never pass it.
+
+Everything `decode` rejects raises ValueError (MacError for a missing or wrong MAC), whatever
+bytes arrive, so the runtime needs one except clause for a hostile or broken host.
+"""
+
+from micropython import const
+
+from .cmac import cmac
+
+MAX_MESSAGE = const(4096)  # bigger than any message of ours by far; bounds the receive buffer
+
+_N = const(0)  # ASCII digits
+_AN = const(1)  # printable ASCII (an: hosts put spaces in auth codes, so not only alnum)
+_ANS = const(2)  # printable ASCII
+_B = const(3)  # raw bytes
+_MAC_LEN = const(8)
+_MAC_PRIMARY = const(64)
+_MAC_SECONDARY = const(128)
+_MIN_MESSAGE = const(12)  # MTI + primary bitmap
+
+# field: (format, length-prefix digits (0 = fixed), length or maximum length)
+_SPEC = {
+    2: (_N, 2, 19),
+    3: (_N, 0, 6),
+    4: (_N, 0, 12),
+    7: (_N, 0, 10),
+    11: (_N, 0, 6),
+    12: (_N, 0, 6),
+    13: (_N, 0, 4),
+    14: (_N, 0, 4),
+    22: (_N, 0, 3),
+    25: (_N, 0, 2),
+    37: (_AN, 0, 12),
+    38: (_AN, 0, 6),
+    39: (_AN, 0, 2),
+    41: (_ANS, 0, 8),
+    42: (_ANS, 0, 15),
+    49: (_N, 0, 3),
+    52: (_B, 0, 16),
+    60: (_ANS, 3, 999),
+    64: (_B, 0, 8),
+    90: (_N, 0, 42),
+    128: (_B, 0, 8),
+}
+# Encoding order: ascending field number, as the bitmap requires.
+_ORDER = (2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 60, 90)
+# Fields whose values `matches` compares (docs/protocol.md: TID, STAN, processing code, amount).
+_MATCH = (41, 11, 3, 4)
+
+
+class MacError(ValueError):
+    """The message carries no MAC, or a MAC that does not verify under the MAC key."""
+
+
+def _check_chars(raw, lo, hi):
+    for c in raw:
+        if c < lo or c > hi:
+            return False
+    return True
+
+
+def _encode_field(field, value):
+    fmt, prefix, size = _SPEC[field]
+    if fmt == _B:
+        if not isinstance(value, (bytes, bytearray)):
+            raise ValueError("field %d: bytes expected" % field)
+        raw = bytes(value)
+    else:
+        if fmt == _N and isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError("field %d: negative" % field)
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError("field %d: str expected" % field)
+        raw = value.encode()
+        if fmt == _N:
+            if not _check_chars(raw, 0x30, 0x39):
+                raise ValueError("field %d: not digits" % field)
+            if not prefix and len(raw) < size:
+                raw = b"0" * (size - len(raw)) + raw  # n fixed: right-justified, zero-filled
+        elif not _check_chars(raw, 0x20, 0x7E):
+            raise ValueError("field %d: not printable ASCII" % field)
+    n = len(raw)
+    if n > size or (not prefix and n != size):
+        raise ValueError("field %d: length %d" % (field, n))
+    if prefix:
+        return (("%02d" if prefix == 2 else "%03d") % n).encode() + raw
+    return raw
+
+
+def _set_bit(bitmap, field):
+    bitmap[(field - 1) >> 3] |= 0x80 >> ((field - 1) & 7)
+
+
+def _mac_ok(expected, got):
+    # Compare all bytes whatever the first difference, so timing says nothing about the MAC.
+    diff = 0
+    for i in range(_MAC_LEN):
+        diff |= expected[i] ^ got[i]
+    return diff == 0
+
+
+def encode(mti, fields, mac_key):
+    """Return the ISO message (without length prefix) for `mti` (4 digits) and `fields`
+    ({number: value}), with its MAC appended. Raises ValueError on an unknown field, a value
+    of the wrong type, characters or length, or a caller-supplied MAC field."""
+    if not isinstance(mti, str) or len(mti) != 4 or not _check_chars(mti.encode(), 0x30, 0x39):
+        raise ValueError("MTI")
+    secondary = False
+    for field in fields:
+        if field not in _SPEC or field == _MAC_PRIMARY or field == _MAC_SECONDARY:
+            raise ValueError("field %r not allowed" % (field,))
+        if field > 64:
+            secondary = True
+    bitmap = bytearray(16 if secondary else 8)
+    pieces = [mti.encode(), bitmap]
+    for field in _ORDER:
+        if field in fields:
+            pieces.append(_encode_field(field, fields[field]))
+            _set_bit(bitmap, field)
+    if secondary:
+        _set_bit(bitmap, 1)
+        _set_bit(bitmap, _MAC_SECONDARY)
+    else:
+        _set_bit(bitmap, _MAC_PRIMARY)
+    body = b"".join(pieces)
+    return body + cmac(mac_key, body)[:_MAC_LEN]
+
+
+def _decode_ascii(view, lo, hi, what):
+    raw = bytes(view)
+    if not _check_chars(raw, lo, hi):
+        raise ValueError(what)
+    return raw.decode()
+
+
+def decode(message, mac_key):
+    """Parse an ISO message (without length prefix) into (mti, {field: value}); the dict holds
+    the MAC field too. Raises ValueError on anything malformed and MacError when the MAC is
+    missing or wrong. mac_key None skips the MAC check (logging, tools), never for trust."""
+    view = memoryview(message)
+    end = len(view)
+    if end < _MIN_MESSAGE:
+        raise ValueError("truncated")
+    mti = _decode_ascii(view[:4], 0x30, 0x39, "MTI")
+    secondary = view[4] & 0x80
+    pos = 20 if secondary else 12
+    if end < pos:
+        raise ValueError("truncated bitmap")
+    present = []
+    for i in range(pos - 4):
+        byte = view[4 + i]
+        if not byte:
+            continue
+        for bit in range(8):
+            if byte & (0x80 >> bit):
+                field = i * 8 + bit + 1
+                if field == 1:
+                    continue
+                if field not in _SPEC:
+                    raise ValueError("unknown field %d" % field)
+                present.append(field)
+    if secondary and not any(f > 64 for f in present):
+        raise ValueError("empty secondary bitmap")
+    mac_field = _MAC_SECONDARY if secondary else _MAC_PRIMARY
+    fields = {}
+    mac_at = -1
+    for field in present:
+        fmt, prefix, size = _SPEC[field]
+        if field == _MAC_PRIMARY or field == _MAC_SECONDARY:
+            if field != mac_field or field != present[-1]:
+                raise ValueError("MAC field %d misplaced" % field)
+            mac_at = pos
+        if prefix:
+            if end < pos + prefix:
+                raise ValueError("truncated field %d" % field)
+            size_text = _decode_ascii(view[pos : pos + prefix], 0x30, 0x39, "length")
+            length = int(size_text)
+            pos += prefix
+            if length > size:
+                raise ValueError("field %d: length %d" % (field, length))
+        else:
+            length = size
+        if end < pos + length:
+            raise ValueError("truncated field %d" % field)
+        chunk = view[pos : pos + length]
+        if fmt == _B:
+            fields[field] = bytes(chunk)
+        elif fmt == _N:
+            fields[field] = _decode_ascii(chunk, 0x30, 0x39, "field %d: not digits" % field)
+        else:
+            fields[field] = _decode_ascii(chunk, 0x20, 0x7E, "field %d: not ASCII" % field)
+        pos += length
+    if pos != end:
+        raise ValueError("trailing bytes")
+    if mac_at < 0:
+        raise MacError("no MAC")
+    if mac_key is not None and not _mac_ok(cmac(mac_key, view[:mac_at]), fields[mac_field]):
+        raise MacError("bad MAC")
+    return mti, fields
+
+
+def original_data(mti, stan, transmission_time):
+    """Field 90 (original data elements): original MTI (4) + STAN (6) + field 7 (10) + 22 zeros."""
+    return "%s%06d%010d%s" % (mti, int(stan), int(transmission_time), "0" * 22)
+
+
+def answer_mti(request_mti):
+    """The MTI that answers `request_mti`: 0200 -> 0210; a repeat (0401) is answered as 0410.
+    Raises ValueError unless request_mti is 4 digits."""
+    if not isinstance(request_mti, str) or len(request_mti) != 4:
+        raise ValueError("MTI")
+    if not _check_chars(request_mti.encode(), 0x30, 0x39):
+        raise ValueError("MTI")
+    return "%04d" % (int(request_mti) // 10 * 10 + 10)
+
+
+def _normalised(field, value):
+    if value is None:
+        return None
+    fmt, prefix, size = _SPEC[field]
+    if fmt == _N and not prefix:
+        value = str(value)
+        if len(value) < size:
+            value = "0" * (size - len(value)) + value
+    return value
+
+
+def matches(request_mti, request_fields, response_mti, response_fields):
+    """True when the response answers the request: MTI = request MTI + 10 (class), and the
+    terminal ID (41), STAN (11), processing code (3) and amount (4) are present in both and
+    equal (numeric fields compared zero-filled, as they travel)."""
+    try:
+        if response_mti != answer_mti(request_mti):
+            return False
+    except ValueError:
+        return False
+    for field in _MATCH:
+        mine = _normalised(field, request_fields.get(field))
+        theirs = _normalised(field, response_fields.get(field))
+        if mine is None or mine != theirs:
+            return False
+    return True
+
+
+def frame(message):
+    """Prefix `message` with its 2-byte big-endian length, as the host link carries it."""
+    n = len(message)
+    if n < 1 or n > MAX_MESSAGE:
+        raise ValueError("message length %d" % n)
+    return n.to_bytes(2, "big") + message
+
+
+def message_length(prefix):
+    """Length announced by a 2-byte prefix (e.g. from `await reader.readexactly(2)`); raises
+    ValueError when it is zero or above MAX_MESSAGE, i.e. not a message of ours."""
+    if len(prefix) != 2:
+        raise ValueError("length prefix")
+    n = (prefix[0] << 8) | prefix[1]
+    if n < 1 or n > MAX_MESSAGE:
+        raise ValueError("message length %d" % n)
+    return n
+
+
+class FrameReader:
+    """Splits a byte stream into length-prefixed messages. `feed(data)` returns the list of
+    messages completed so far (often empty). A bad length raises ValueError: the stream cannot
+    be resynchronised then, the connection must be closed. The buffer never holds more than
+    one message plus what a single feed brought."""
+
+    def __init__(self, max_message=MAX_MESSAGE):
+        self._max = max_message
+        self._buf = bytearray()
+
+    def feed(self, data):
+        buf = self._buf
+        buf.extend(data)
+        done = []
+        while len(buf) >= 2:
+            n = (buf[0] << 8) | buf[1]
+            if n < 1 or n > self._max:
+                self._buf = bytearray()
+                raise ValueError("message length %d" % n)
+            if len(buf) < 2 + n:
+                break
+            done.append(bytes(buf[2 : 2 + n]))
+            buf = buf[2 + n :]
+        self._buf = buf
+        return done
+
+    def pending(self):
+        """Bytes received that do not make a whole message yet."""
+        return len(self._buf)

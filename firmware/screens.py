@@ -1,0 +1,92 @@
+"""Screen layouts for the 128x64 OLED: 8 lines of 16 characters (8x8 font).
+
+Messages are in words a cashier can act on: what happened, and what to do next.
+"""
+
+from firmware.receipt import format_amount
+
+COLS = 16
+
+# Response code -> what the cashier reads (two short lines).
+REASONS = {
+    "05": ("Declined", "by card issuer"),
+    "14": ("Invalid card", "Use another card"),
+    "25": ("Not completed", "Not charged"),
+    "51": ("Insufficient", "funds"),
+    "54": ("Card expired", "Use another card"),
+    "55": ("Wrong PIN", "Try again"),
+    "61": ("Over card limit", "Lower amount"),
+    "63": ("Security error", "Call support"),
+    "75": ("PIN tries", "exceeded"),
+    "91": ("Bank unavailable", "Try later"),
+    "94": ("Duplicate", "Not charged"),
+    "96": ("Bank sys. error", "Try later"),
+}
+
+
+def reason(rc):
+    return REASONS.get(rc, ("Declined", "code " + rc))
+
+
+def _fit(lines):
+    return [line[:COLS] for line in lines[:8]]
+
+
+def idle(settings, now, status):
+    lines = [settings["merchant_name"], "%04d-%02d-%02d %02d:%02d" % now[:5], ""]
+    if status["recovering"]:
+        lines += ["Recovering...", "Please wait"]
+    elif status["unprinted"]:
+        lines += ["PAPER OUT", "Load paper"]
+    elif status["reversals"]:
+        lines += ["Reversal", "pending: wait"]
+    else:
+        lines += ["Ready", "Tap card"]
+    if status["queued"]:
+        lines += ["", "%d to send" % status["queued"]]
+    return _fit(lines)
+
+
+def card_error():
+    return _fit(["Card unreadable", "", "Try again"])
+
+
+def amount(settings, digits, last4, note=""):
+    value = int(digits) if digits else 0
+    return _fit(["PURCHASE", "Card ..." + last4, "", "Enter amount:",
+                 format_amount(value, settings["currency"]).rjust(COLS), "", note,
+                 "#=OK *=Cancel"])
+
+
+def pin(settings, amount_value, count, note=""):
+    return _fit(["PURCHASE", format_amount(amount_value, settings["currency"]), "",
+                 "Enter PIN:", ("*" * count).rjust(COLS), "", note, "#=OK *=Cancel"])
+
+
+def processing(what):
+    return _fit([what, "", "Please wait", "Do not remove", "power"])
+
+
+def approved(settings, amount_value, note="Printing..."):
+    return _fit(["APPROVED", format_amount(amount_value, settings["currency"]), "", note])
+
+
+def declined(rc):
+    first, second = reason(rc)
+    return _fit(["DECLINED" if rc not in ("25", "94") else "NOT DONE", "", first, second])
+
+
+def not_completed(note):
+    return _fit(["NOT COMPLETED", "Not charged", "", note])
+
+
+def unreachable():
+    return _fit(["Host unreachable", "Not charged", "", "Try again later"])
+
+
+def paper_out(waiting):
+    return _fit(["PAPER OUT", "", "Load paper", "%d receipt(s)" % waiting, "will print"])
+
+
+def message(*lines):
+    return _fit(list(lines))

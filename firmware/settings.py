@@ -1,0 +1,82 @@
+"""Terminal settings: every setting in one place, with its default and unit.
+
+The defaults suit a demo against the host simulator. A file `config.json` at the root of the flash
+filesystem overrides them (written by provisioning); unknown names are an error, so a typo in the
+file is reported instead of silently ignored. Keys here are TEST KEYS ONLY.
+"""
+
+import json
+
+# name: (default, unit / meaning)
+SPEC = {
+    "board": ("sim", "board profile module in boards/"),
+    "merchant_name": ("DEMO CAFE", "printed on receipts and shown on the idle screen"),
+    "merchant_id": ("000000000012345", "ISO 8583 field 42, 15 characters"),
+    "terminal_id": ("TERM0001", "ISO 8583 field 41, 8 characters"),
+    "currency_code": ("978", "ISO 4217 numeric, field 49"),
+    "currency": ("EUR", "ISO 4217 alpha, shown with amounts"),
+    "host": ("127.0.0.1", "acquirer host address"),
+    "port": (8583, "acquirer host TCP port"),
+    "connect_timeout_ms": (5000, "ms to open the TCP connection to the host"),
+    # Field practice: 30 s (China UnionPay default, settable 20 to 90 s).
+    "response_timeout_ms": (30000, "ms to wait for the response to a purchase"),
+    "query_timeout_ms": (10000, "ms to wait for the answer to one status query"),
+    "query_attempts": (3, "status queries before deciding to reverse"),
+    "query_window_ms": (60000, "ms from the first query after which no new query starts"),
+    "retry_base_ms": (2000, "first retry delay of the store-and-forward queue, doubled per try"),
+    "retry_max_ms": (60000, "longest retry delay of the store-and-forward queue"),
+    "max_amount": (99999999, "largest amount accepted at entry, minor units"),
+    "amount_digits": (8, "most digits accepted at amount entry"),
+    "pin_min": (4, "fewest PIN digits"),
+    "pin_max": (12, "most PIN digits (ISO 9564 allows 4 to 12)"),
+    "entry_timeout_ms": (60000, "ms without a key before amount or PIN entry is cancelled"),
+    "message_ms": (4000, "ms a result (approved, declined, ...) stays on screen"),
+    "receipt_copies": (2, "1 = customer copy only, 2 = merchant and customer copies"),
+    "journal_max_bytes": (16384, "journal size that triggers compaction"),
+    "mac_key": ("2B7E151628AED2A6ABF7158809CF4F3C", "AES-128 MAC key, hex (TEST KEY)"),
+    "pin_key": ("000102030405060708090A0B0C0D0E0F", "AES-128 PIN key, hex (TEST KEY)"),
+    "poll_ms": (50, "card reader poll period while waiting for a card"),
+    "heap_report": (False, "log gc heap figures after each transaction"),
+}
+
+DEFAULTS = {name: spec[0] for name, spec in SPEC.items()}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def merge(base, overrides, source):
+    """Return a copy of base with overrides applied; reject unknown names and wrong types."""
+    out = dict(base)
+    for name, value in overrides.items():
+        if name not in DEFAULTS:
+            raise SettingsError("%s: unknown setting %r" % (source, name))
+        default = DEFAULTS[name]
+        # bool is a subclass of int: check it first so True is not taken for a number.
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise SettingsError("%s: %s must be %s" % (source, name, type(default).__name__))
+        out[name] = value
+    return out
+
+
+def load(path):
+    """Defaults, overridden by the JSON file at path if it exists."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return dict(DEFAULTS)
+    try:
+        overrides = json.loads(text)
+    except ValueError:
+        raise SettingsError("%s: not valid JSON" % path)
+    if not isinstance(overrides, dict):
+        raise SettingsError("%s: must hold a JSON object" % path)
+    return merge(DEFAULTS, overrides, path)
