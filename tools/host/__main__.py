@@ -1,0 +1,113 @@
+"""Run the host simulator for a real terminal on the network, with a small control prompt.
+
+    python -m tools.host --port 8583 --db host.db [--cards FILE] [--bind 0.0.0.0]
+
+Commands on stdin (one per line): a fault with `key=value` options, e.g. `drop_response`,
+`delay_response 4000`, `bad_mac for=query times=2`, `disconnect times=all`,
+`crash_after_commit 3000`, `host_down`, `host_up`, `heal`; `ledger`, `totals [TID BATCH]`,
+`faults`, `help`, `quit`.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+
+from . import keys
+from .ledger import load_cards
+from .server import FAULT_KINDS, HostSimulator
+
+HELP = """commands:
+  drop_request | drop_response | disconnect | bad_mac         [for=query|reversal|advice] [times=N|all]
+  delay_response MS | crash_after_commit MS                   [for=...] [times=...]
+  host_down | host_up | heal        refuse / accept connections; heal ends every fault
+  ledger                            the transactions (as ledger.json)
+  totals TID BATCH                  settlement totals of a batch
+  faults                            the faults in force
+  help | quit"""
+
+
+def parse_command(line):
+    """`bad_mac for=query times=2` -> {"host": "bad_mac", "for": "query", "times": 2}."""
+    words = line.split()
+    step = {"host": words[0]}
+    for word in words[1:]:
+        if "=" in word:
+            key, value = word.split("=", 1)
+        else:
+            key, value = "ms", word
+        if key not in ("for", "times", "ms"):
+            raise ValueError("unknown option %r" % key)
+        step[key] = int(value) if value.isdigit() else value
+    return step
+
+
+def _stdin_lines(loop, queue):
+    # A daemon thread, not run_in_executor: asyncio.run() would wait at exit for a blocked read.
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(queue.put_nowait, line)
+    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def control(host, out=print):
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+    threading.Thread(target=_stdin_lines, args=(loop, queue), daemon=True).start()
+    while True:
+        line = await queue.get()
+        if line is None:  # stdin closed (e.g. run in the background): serve until interrupted
+            await asyncio.Event().wait()
+        line = line.strip()
+        if not line:
+            continue
+        word = line.split()[0]
+        try:
+            if word in ("quit", "exit"):
+                return
+            elif word == "help":
+                out(HELP)
+            elif word == "ledger":
+                out(json.dumps(host.export_ledger(), indent=1))
+            elif word == "totals":
+                args = line.split()[1:]
+                tid, batch = args if len(args) == 2 else ("TERM0001", "000001")
+                out(json.dumps(host.ledger.totals(tid, batch)))
+            elif word == "faults":
+                faults = ", ".join("%s for=%s left=%s" % (f, f.target, f.left or "all")
+                                   for f in host.faults)
+                out((faults or "no faults") + (", host down" if host.down else ""))
+            elif word in FAULT_KINDS:
+                host.inject(parse_command(line))
+            else:
+                out("unknown command %r; type help" % word)
+        except (ValueError, KeyError) as exc:
+            out("error: %s" % exc)
+
+
+async def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tools.host", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("--port", type=int, default=8583)
+    parser.add_argument("--bind", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--db", default="host.db", help="SQLite ledger file (kept across runs)")
+    parser.add_argument("--cards", help="cards JSON (default: tools/host/cards.json); seeds a "
+                        "fresh ledger file only")
+    args = parser.parse_args(argv)
+    cards = load_cards(args.cards) if args.cards else None
+    host = HostSimulator(args.db, cards, host=args.bind, port=args.port, on_log=print)
+    await host.start()
+    print("host simulator on %s:%d, ledger %s (TEST KEYS: MAC %s..., PIN %s...); type help"
+          % (args.bind, host.port, args.db, keys.MAC_KEY_HEX[:4], keys.PIN_KEY_HEX[:4]),
+          flush=True)
+    try:
+        await control(host)
+    finally:
+        await host.stop()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
