@@ -320,12 +320,22 @@ class Board:
             self.printer._result(msg["paper_out"], "paper_out")
 
 
+_flash = None
+
+
+def mount():
+    """Mount the littlefs image named by POS_FLASH at /flash (once); return the root path."""
+    global _flash
+    if _flash is None and vfs is not None:
+        _flash = mount_flash(_getenv("POS_FLASH", "sim_flash.img"))
+    return ROOT
+
+
 def build(settings):
-    """Mount the flash image, apply POS_CONFIG over settings (in place) and return the board."""
+    """Mount the flash (if `mount()` has not), apply POS_CONFIG over settings (in place) and
+    return the board."""
+    mount()
     overrides = config_overrides()
     if isinstance(settings, dict):
         settings.update(overrides)
-    flash = None
-    if vfs is not None:
-        flash = mount_flash(_getenv("POS_FLASH", "sim_flash.img"))
-    return Board(settings, flash)
+    return Board(settings, _flash)

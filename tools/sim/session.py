@@ -346,16 +346,36 @@ class Firmware:
     async def _spawn(self):
         env = dict(os.environ)
         env.update(self.env)
-        log = open(self.log_path, "ab")
-        log.write(("--- boot %d ---\n" % (self.boots + 1)).encode())
-        log.flush()
         self.proc = await asyncio.create_subprocess_exec(
             str(MICROPYTHON), "-X", "heapsize=%d" % self.heapsize, str(self.main),
             cwd=str(self.cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=log, stderr=asyncio.subprocess.STDOUT)
-        log.close()
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self.boots += 1
+        self._console = asyncio.ensure_future(self._copy_console(self.proc, self.boots))
         self._watch = asyncio.ensure_future(self._watch_exit(self.proc))
+
+    async def _copy_console(self, proc, boot):
+        """Firmware stdout/stderr to firmware.log; each traceback also becomes an event."""
+        with open(self.log_path, "ab") as log:
+            log.write(b"--- boot %d ---\n" % boot)
+            log.flush()
+            trace = None
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                log.write(line)
+                log.flush()
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                if trace is not None:
+                    trace.append(text)
+                    if not text.startswith(" "):
+                        self.events.emit("firmware_error", text="\n".join(trace))
+                        trace = None
+                elif text.startswith("Traceback"):
+                    trace = [text]
+            if trace:
+                self.events.emit("firmware_error", text="\n".join(trace))
 
     async def _watch_exit(self, proc):
         rc = await proc.wait()
@@ -424,7 +444,10 @@ class SimSession:
     async def start(self):
         factory = self.host_factory
         if factory is None:
-            from tools.host import HostSimulator as factory
+            try:
+                from tools.host import HostSimulator as factory
+            except ImportError:
+                from tools.host.server import HostSimulator as factory
         self.host = factory(str(self.out / "host.db"), cards=self.cards, port=0)
         await self.host.start()
         self.proxy = NetProxy(self.events, lambda: self.host.port)
