@@ -170,7 +170,7 @@ class Terminal:
         count, total = self.closed_count, self.closed_total
         for stan in self.order:
             txn = self.txns[stan]
-            if txn["state"] == APPROVED:
+            if txn["state"] in (APPROVED, CONFIRMED):
                 count += 1
                 total += txn["amount"]
         return count, total

@@ -28,6 +28,11 @@ def reason(rc):
     return REASONS.get(rc, ("Declined", "code " + rc))
 
 
+def _right(text):
+    # MicroPython's str has no rjust.
+    return " " * (COLS - len(text)) + text
+
+
 def _fit(lines):
     return [line[:COLS] for line in lines[:8]]
 
@@ -54,13 +59,13 @@ def card_error():
 def amount(settings, digits, last4, note=""):
     value = int(digits) if digits else 0
     return _fit(["PURCHASE", "Card ..." + last4, "", "Enter amount:",
-                 format_amount(value, settings["currency"]).rjust(COLS), "", note,
+                 _right(format_amount(value, settings["currency"])), "", note,
                  "#=OK *=Cancel"])
 
 
 def pin(settings, amount_value, count, note=""):
     return _fit(["PURCHASE", format_amount(amount_value, settings["currency"]), "",
-                 "Enter PIN:", ("*" * count).rjust(COLS), "", note, "#=OK *=Cancel"])
+                 "Enter PIN:", _right("*" * count), "", note, "#=OK *=Cancel"])
 
 
 def processing(what):

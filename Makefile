@@ -1,0 +1,48 @@
+# Payment terminal firmware: host-side commands. `make sim` and `make test` work on a fresh
+# machine: they create the virtual environment from the pinned requirements.txt first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MICROPYTHON := $(VENV)/bin/micropython
+# An ESP32 without PSRAM gives MicroPython about 100 KB of heap, of which Wi-Fi and TLS take
+# about 40 KB: the unit tests run in that, the simulated board in its own setting.
+HEAP ?= 100000
+SCENARIO ?=
+OUT ?= out/sim
+PORT ?= 8583
+
+.PHONY: all sim test test-cpython test-micropython host bench lint clean
+
+all: test
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+sim: $(VENV)/.installed
+ifeq ($(SCENARIO),)
+	$(PY) -m tools.sim
+else
+	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT)
+endif
+
+test: test-micropython test-cpython
+
+test-micropython: $(VENV)/.installed
+	$(MICROPYTHON) -X heapsize=$(HEAP) tests_host/mprun.py
+
+test-cpython: $(VENV)/.installed
+	$(PY) -m pytest -q tests_host
+
+host: $(VENV)/.installed
+	$(PY) -m tools.host --port $(PORT) --db host.db
+
+bench: $(VENV)/.installed
+	$(PY) -m tools.bench
+
+clean:
+	rm -rf $(VENV) out build .pytest_cache

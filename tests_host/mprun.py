@@ -1,0 +1,64 @@
+"""Runs the portable test files on the MicroPython unix port.
+
+    micropython -X heapsize=200000 tests_host/mprun.py [test_file.py ...]
+
+A test file is portable when its first lines carry the marker `# portable: micropython`; such a
+file uses plain `test_*` functions with `assert`, no pytest fixtures. Every `test_*` function
+is called; the last line is `N passed, N failed`, and the exit status is 1 on any failure.
+"""
+
+import os
+import sys
+
+_MARK = "# portable: micropython"
+
+
+def _here():
+    path = __file__
+    return path[: path.rfind("/")] if "/" in path else "."
+
+
+def _portable(path):
+    with open(path) as f:
+        for _ in range(5):
+            if f.readline().startswith(_MARK):
+                return True
+    return False
+
+
+def main(argv):
+    here = _here()
+    root = here[: here.rfind("/")] if "/" in here else "."
+    for path in (here, root):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    names = argv or sorted(n for n in os.listdir(here) if n.startswith("test_") and
+                           n.endswith(".py"))
+    passed = failed = 0
+    for name in names:
+        path = here + "/" + name
+        if not _portable(path):
+            continue
+        try:
+            module = __import__(name[:-3])
+        except Exception as e:  # noqa: BLE001 - report and go on to the next file
+            print("FAIL %s (import): %r" % (name, e))
+            sys.print_exception(e)
+            failed += 1
+            continue
+        for attr in sorted(dir(module)):
+            if not attr.startswith("test_"):
+                continue
+            try:
+                getattr(module, attr)()
+                passed += 1
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                print("FAIL %s::%s: %r" % (name, attr, e))
+                sys.print_exception(e)
+    print("%d passed, %d failed" % (passed, failed))
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main(sys.argv[1:]) else 0)
