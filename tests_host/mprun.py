@@ -7,6 +7,7 @@ file uses plain `test_*` functions with `assert`, no pytest fixtures. Every `tes
 is called; the last line is `N passed, N failed`, and the exit status is 1 on any failure.
 """
 
+import gc
 import os
 import sys
 
@@ -35,10 +36,15 @@ def main(argv):
     names = argv or sorted(n for n in os.listdir(here) if n.startswith("test_") and
                            n.endswith(".py"))
     passed = failed = 0
+    baseline = set(sys.modules)
     for name in names:
         path = here + "/" + name
         if not _portable(path):
             continue
+        # Each file starts from a clean heap: the modules the last one imported are dropped.
+        for loaded in [m for m in sys.modules if m not in baseline]:
+            del sys.modules[loaded]
+        gc.collect()
         try:
             module = __import__(name[:-3])
         except Exception as e:  # noqa: BLE001 - report and go on to the next file
