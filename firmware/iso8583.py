@@ -138,11 +138,12 @@ def encode(mti, fields, mac_key):
     return body + cmac(mac_key, body)[:_MAC_LEN]
 
 
-def _decode_ascii(view, lo, hi, what):
-    raw = bytes(view)
-    if not _check_chars(raw, lo, hi):
-        raise ValueError(what)
-    return raw.decode()
+def _text(view, lo, hi, field):
+    # Checks the characters in place, then makes the one str (str() takes any buffer).
+    for c in view:
+        if c < lo or c > hi:
+            raise ValueError("field %d: bad character" % field)
+    return str(view, "ascii")
 
 
 def decode(message, mac_key):
@@ -153,55 +154,57 @@ def decode(message, mac_key):
     end = len(view)
     if end < _MIN_MESSAGE:
         raise ValueError("truncated")
-    mti = _decode_ascii(view[:4], 0x30, 0x39, "MTI")
+    mti = _text(view[:4], 0x30, 0x39, 0)  # "field 0": the MTI
     secondary = view[4] & 0x80
     pos = 20 if secondary else 12
     if end < pos:
         raise ValueError("truncated bitmap")
-    present = []
-    for i in range(pos - 4):
-        byte = view[4 + i]
-        if not byte:
-            continue
-        for bit in range(8):
-            if byte & (0x80 >> bit):
-                field = i * 8 + bit + 1
-                if field == 1:
-                    continue
-                if field not in _SPEC:
-                    raise ValueError("unknown field %d" % field)
-                present.append(field)
-    if secondary and not any(f > 64 for f in present):
+    if secondary and not (view[12] or view[13] or view[14] or view[15] or view[16]
+                          or view[17] or view[18] or view[19]):
         raise ValueError("empty secondary bitmap")
     mac_field = _MAC_SECONDARY if secondary else _MAC_PRIMARY
     fields = {}
     mac_at = -1
-    for field in present:
-        fmt, prefix, size = _SPEC[field]
-        if field == _MAC_PRIMARY or field == _MAC_SECONDARY:
-            if field != mac_field or field != present[-1]:
-                raise ValueError("MAC field %d misplaced" % field)
-            mac_at = pos
-        if prefix:
-            if end < pos + prefix:
+    bitmap_bytes = pos - 4
+    for i in range(bitmap_bytes):
+        byte = view[4 + i]
+        if not byte:
+            continue
+        for bit in range(8):
+            if not byte & (0x80 >> bit):
+                continue
+            field = i * 8 + bit + 1
+            if field == 1:
+                continue
+            spec = _SPEC.get(field)
+            if spec is None:
+                raise ValueError("unknown field %d" % field)
+            if field == _MAC_PRIMARY or field == _MAC_SECONDARY:
+                # The MAC closes the message: 64 is the last bit of a primary-only bitmap
+                # and 128 the last of a secondary one, so only the wrong one needs catching.
+                if field != mac_field:
+                    raise ValueError("MAC field %d misplaced" % field)
+                mac_at = pos
+            fmt, prefix, size = spec
+            if prefix:
+                if end < pos + prefix:
+                    raise ValueError("truncated field %d" % field)
+                length = int(_text(view[pos : pos + prefix], 0x30, 0x39, field))
+                pos += prefix
+                if length > size:
+                    raise ValueError("field %d: length %d" % (field, length))
+            else:
+                length = size
+            if end < pos + length:
                 raise ValueError("truncated field %d" % field)
-            size_text = _decode_ascii(view[pos : pos + prefix], 0x30, 0x39, "length")
-            length = int(size_text)
-            pos += prefix
-            if length > size:
-                raise ValueError("field %d: length %d" % (field, length))
-        else:
-            length = size
-        if end < pos + length:
-            raise ValueError("truncated field %d" % field)
-        chunk = view[pos : pos + length]
-        if fmt == _B:
-            fields[field] = bytes(chunk)
-        elif fmt == _N:
-            fields[field] = _decode_ascii(chunk, 0x30, 0x39, "field %d: not digits" % field)
-        else:
-            fields[field] = _decode_ascii(chunk, 0x20, 0x7E, "field %d: not ASCII" % field)
-        pos += length
+            chunk = view[pos : pos + length]
+            if fmt == _B:
+                fields[field] = bytes(chunk)
+            elif fmt == _N:
+                fields[field] = _text(chunk, 0x30, 0x39, field)
+            else:
+                fields[field] = _text(chunk, 0x20, 0x7E, field)
+            pos += length
     if pos != end:
         raise ValueError("trailing bytes")
     if mac_at < 0:
