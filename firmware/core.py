@@ -419,8 +419,7 @@ class Terminal:
                 41: self.settings["terminal_id"]}
 
     def _original(self, txn):
-        # Field 90: original MTI, STAN, transmission time, then acquirer/forwarder IDs (zeros).
-        return "0200" + "%06d" % txn["stan"] + txn["f7"] + "0" * 22
+        return iso8583.original_data("0200", txn["stan"], txn["f7"])
 
     def _rx(self, actions, frame):
         try:
