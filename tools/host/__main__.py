@@ -19,8 +19,8 @@ from .ledger import load_cards
 from .server import FAULT_KINDS, HostSimulator
 
 HELP = """commands:
-  drop_request | drop_response | disconnect | bad_mac         [for=query|reversal|advice] [times=N|all]
-  delay_response MS | crash_after_commit MS                   [for=...] [times=...]
+  drop_request | drop_response | disconnect | bad_mac   [for=query|reversal|advice] [times=N|all]
+  delay_response MS | crash_after_commit MS             [for=...] [times=...]
   host_down | host_up | heal        refuse / accept connections; heal ends every fault
   ledger                            the transactions (as ledger.json)
   totals TID BATCH                  settlement totals of a batch
