@@ -55,6 +55,7 @@ class Runtime:
         self.links = {}  # kind -> the exchange task's stream writer, to close it on a new send
         self.link_gen = {}  # kind -> generation, so a superseded connection's events are dropped
         self.reported = None
+        self.heap_peak = self.heap_idle = 0
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -93,11 +94,23 @@ class Runtime:
         quiet = status["idle"] and self.terminal.current is None
         if quiet and self.journal.size > self.settings["journal_max_bytes"]:
             self.journal.rewrite(self.terminal.snapshot())
-            self.terminal.compacted()
             self.log("journal compacted to %d bytes" % self.journal.size)
-        if self.settings["heap_report"] and event[0] == "printed" and quiet:
-            gc.collect()
-            self.log("heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
+        if self.settings["heap_report"]:
+            self.measure_heap(quiet)
+
+    def measure_heap(self, quiet):
+        """Live heap after each event; at the end of a transaction, log its peak.
+
+        Measurement mode only (setting heap_report): a collection per event costs time.
+        """
+        gc.collect()
+        used = gc.mem_alloc()
+        if used > self.heap_peak:
+            self.heap_peak = used
+        if quiet and self.heap_peak > self.heap_idle:
+            self.log("heap: transaction peak %d bytes live, idle %d, free %d" % (
+                self.heap_peak, used, gc.mem_free()))
+            self.heap_peak = self.heap_idle = used
 
     def log(self, line):
         print(line)

@@ -27,6 +27,7 @@ UNSENT = "unsent"  # the connection never opened: nothing left the terminal
 REVERSING = "reversing"  # reversal owed to the host
 REVERSED = "reversed"  # reversal acknowledged
 CONFIRMED = "confirmed"  # receipts printed and confirmation acknowledged
+_FINAL = (DECLINED, UNSENT, REVERSED, CONFIRMED)
 
 # Screens / modes of the front end.
 IDLE = "idle"
@@ -55,7 +56,7 @@ class Terminal:
         self.order = []  # stans in journal order
         self.batch = 1
         self.next_stan = 1
-        self.closed_count = 0  # approved transactions compacted out of the journal
+        self.closed_count = 0  # approved, printed and confirmed: no longer held in memory
         self.closed_total = 0
         self.last = None  # the last approved transaction, for a reprint on request
         self.mode = IDLE
@@ -124,6 +125,15 @@ class Terminal:
             txn["reason"] = rec["reason"]
         elif kind == "revd":
             txn["state"] = REVERSED
+            self.saf_sent.pop(stan, None)
+        if txn["state"] in _FINAL:
+            # Resolved: only the batch totals need it now. Memory holds open transactions only;
+            # the journal keeps the records until the next compaction.
+            if txn["state"] == CONFIRMED:
+                self.closed_count += 1
+                self.closed_total += txn["amount"]
+            del self.txns[stan]
+            self.order.remove(stan)
 
     def _journal(self, actions, rec):
         self._apply(rec)
@@ -132,16 +142,9 @@ class Terminal:
     def snapshot(self):
         """Records that rebuild the present state: the journal's content after compaction."""
         keep = []
-        count, total = self.closed_count, self.closed_total
         for stan in self.order:
             txn = self.txns[stan]
             state = txn["state"]
-            if state == CONFIRMED:
-                count += 1
-                total += txn["amount"]
-                continue
-            if state in (DECLINED, UNSENT, REVERSED):
-                continue
             keep.append({"r": "send", "stan": stan, "batch": txn["batch"], "amt": txn["amount"],
                          "l4": txn["l4"], "t": txn["t"], "f7": txn["f7"]})
             if state == APPROVED:
@@ -150,18 +153,9 @@ class Terminal:
                     keep.append({"r": "pr", "stan": stan, "copy": txn["printed"]})
             elif state == REVERSING:
                 keep.append({"r": "rev", "stan": stan, "reason": txn.get("reason", "98")})
-        head = {"r": "batch", "batch": self.batch, "next": self.next_stan, "n": count,
-                "sum": total, "last": self.last}
+        head = {"r": "batch", "batch": self.batch, "next": self.next_stan,
+                "n": self.closed_count, "sum": self.closed_total, "last": self.last}
         return [head] + keep
-
-    def compacted(self):
-        """The journal was rewritten from snapshot(): forget what it dropped."""
-        records = self.snapshot()
-        head = records[0]
-        self.closed_count, self.closed_total = head["n"], head["sum"]
-        kept = [rec["stan"] for rec in records[1:] if rec["r"] == "send"]
-        self.order = kept
-        self.txns = {stan: self.txns[stan] for stan in kept}
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -170,7 +164,7 @@ class Terminal:
         count, total = self.closed_count, self.closed_total
         for stan in self.order:
             txn = self.txns[stan]
-            if txn["state"] in (APPROVED, CONFIRMED):
+            if txn["state"] == APPROVED:
                 count += 1
                 total += txn["amount"]
         return count, total

@@ -159,7 +159,8 @@ def test_query_no_record_means_not_charged():
     rig.do(("timer", "resp"))
     rig.answer(rig.sent[-1], rc="25")
     assert rig.printed == [] and "Not charged" in rig.screen_text()
-    assert rig.t.txns[1]["state"] == core.DECLINED
+    assert rig.journal[-1] == {"r": "dec", "stan": 1, "rc": "25"}
+    assert rig.t.txns == {} and rig.t.order == [], "resolved transactions leave memory"
 
 
 def test_unknown_after_queries_is_reversed_and_late_approval_ignored():
