@@ -457,6 +457,7 @@ class SimSession:
         config = dict(self.config)
         config["host"] = "127.0.0.1"
         config["port"] = self.proxy.port
+        self.events.emit("config", settings=config, heapsize=self.heapsize)
         env = {
             "POS_BOARD": "sim",
             "POS_SIM_LINK": str(self.board.port),
