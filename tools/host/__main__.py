@@ -10,7 +10,9 @@ Commands on stdin (one per line): a fault with `key=value` options, e.g. `drop_r
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import threading
 
@@ -100,8 +102,12 @@ async def main(argv=None):
     print("host simulator on %s:%d, ledger %s (TEST KEYS: MAC %s..., PIN %s...); type help"
           % (args.bind, host.port, args.db, keys.MAC_KEY_HEX[:4], keys.PIN_KEY_HEX[:4]),
           flush=True)
+    control_task = asyncio.ensure_future(control(host))
+    with contextlib.suppress(NotImplementedError, AttributeError):  # not on Windows
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, control_task.cancel)
     try:
-        await control(host)
+        with contextlib.suppress(asyncio.CancelledError):
+            await control_task
     finally:
         await host.stop()
 
