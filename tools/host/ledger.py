@@ -103,7 +103,7 @@ class Ledger:
     def __init__(self, path, cards=None, clock=_utcnow):
         self.path = path
         self.clock = clock
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -166,8 +166,8 @@ class Ledger:
 
     def find(self, tid, batch, stan):
         """The transaction (dict) with this key, or None."""
-        row = self.db.execute("SELECT * FROM transactions WHERE tid = ? AND batch = ? AND stan = ?",
-                              (tid, batch, stan)).fetchone()
+        row = self.db.execute("SELECT * FROM transactions WHERE tid = ? AND batch = ?"
+                              " AND stan = ?", (tid, batch, stan)).fetchone()
         return dict(row) if row else None
 
     def is_absent(self, tid, batch, stan):
