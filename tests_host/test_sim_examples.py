@@ -1,0 +1,131 @@
+"""The example scenarios, run end to end: real firmware (unix port), simulated board, host
+simulator. Each outcome is checked on both sides: the receipts printed and the host's ledger."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_reversal",
+            "late_response_after_reversal", "power_cut_after_send", "paper_out_after_approval"]
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "micropython").exists() or not (ROOT / "main.py").exists(),
+    reason="needs the MicroPython unix port in .venv and main.py")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run every example at once (they take seconds of simulated waiting each)."""
+    base = tmp_path_factory.mktemp("sim")
+    procs = {}
+    for name in EXAMPLES:
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "tools.sim", "--scenario", str(ROOT / "examples" / (name + ".json")),
+             "--out", str(base / name)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    results = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=180)
+        results[name] = (proc.returncode, out, base / name)
+    return results
+
+
+def record(runs, name):
+    rc, out, path = runs[name]
+    assert rc == 0, "%s failed: %s" % (name, out)
+    ledger = json.loads((path / "ledger.json").read_text())
+    events = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines()]
+    receipts = [e["text"] for e in events if e["kind"] == "receipt"]
+    files = sorted((path / "receipts").glob("*.txt")) if (path / "receipts").is_dir() else []
+    assert [f.read_text() for f in files] == receipts
+    purchases = [t for t in ledger if t["type"] == "purchase"]
+    assert len(purchases) == 1, ledger
+    return purchases[0], receipts, events, path
+
+
+def sent(events, mti):
+    return [e for e in events if e["kind"] == "host_tx" and e["mti"] == mti]
+
+
+def assert_clean(path):
+    from tools.sim.check import check
+
+    assert check(path) == []
+
+
+def assert_approved_receipts(txn, receipts, reprint=None):
+    assert txn["status"] == "approved"
+    assert txn["receipt_confirmed"] is True
+    assert len(receipts) >= 1
+    for text in receipts:
+        assert "APPROVED" in text
+        assert "TRACE NO" in text and txn["stan"] in text
+        assert "**** " + txn["pan_last4"] in text
+        assert "12.50" in text
+        if reprint is not None:
+            assert ("REPRINT" in text) == reprint
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_record_is_clean(runs, name):
+    record(runs, name)
+    assert_clean(runs[name][2])
+
+
+def test_approved(runs):
+    txn, receipts, events, _ = record(runs, "approved")
+    assert_approved_receipts(txn, receipts, reprint=False)
+    assert txn["amount"] == 1250
+    assert sent(events, "0220")  # the receipt confirmation
+
+
+def test_declined_insufficient_funds(runs):
+    txn, receipts, events, _ = record(runs, "declined")
+    assert txn["status"] == "declined"
+    assert not any("APPROVED" in r for r in receipts)
+    assert [e["rc"] for e in events if e["kind"] == "host_rx"] == ["51"]
+
+
+def test_timeout_recovered_by_query(runs):
+    txn, receipts, events, _ = record(runs, "timeout_recovered_by_query")
+    assert sent(events, "0600"), "no status query was sent"
+    assert not sent(events, "0400")
+    assert_approved_receipts(txn, receipts, reprint=False)
+
+
+def test_timeout_reversal(runs):
+    txn, receipts, events, _ = record(runs, "timeout_reversal")
+    assert sent(events, "0600") and sent(events, "0400")
+    assert txn["status"] == "reversed"
+    assert not any("APPROVED" in r for r in receipts)
+
+
+def test_late_response_after_reversal_is_ignored(runs):
+    txn, receipts, events, _ = record(runs, "late_response_after_reversal")
+    assert txn["status"] == "reversed"
+    assert not any("APPROVED" in r for r in receipts)
+    reversal_t = sent(events, "0400")[0]["t_ms"]
+    late = [e for e in events if e["kind"] == "host_rx" and e["mti"] == "0210"]
+    assert late and late[0]["t_ms"] > reversal_t, "the late approval never reached the terminal"
+
+
+def test_power_cut_after_send(runs):
+    txn, receipts, events, _ = record(runs, "power_cut_after_send")
+    kinds = [(e["kind"], e.get("state")) for e in events if e["kind"] == "power"]
+    assert ("power", "cut") in kinds
+    assert sent(events, "0600"), "the in-flight purchase was not resolved by a status query"
+    assert_approved_receipts(txn, receipts)
+    # Nothing was printed before the cut, so each copy is printed exactly once unmarked.
+    assert not any("REPRINT" in r for r in receipts)
+
+
+def test_paper_out_after_approval(runs):
+    txn, receipts, events, _ = record(runs, "paper_out_after_approval")
+    paper_in = [e["t_ms"] for e in events if e["kind"] == "paper" and e["state"] == "in"][0]
+    assert all(e["t_ms"] > paper_in for e in events if e["kind"] == "receipt")
+    assert_approved_receipts(txn, receipts, reprint=False)
