@@ -9,12 +9,11 @@ docs/protocol.md). A purchase connection stays open after its timer fired, so a 
 still read and handed to the core, which logs and ignores it once it has moved on.
 """
 
+import asyncio
 import gc
 import os
 import struct
 import time
-
-import asyncio
 
 from firmware import settings as settings_mod
 from firmware.core import Terminal

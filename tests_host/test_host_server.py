@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tools.host import keys, spec
-from tools.host.client import HostClient, exchange
+from tools.host.client import HostClient
 from tools.host.ledger import load_cards
 from tools.host.server import HostSimulator
 

@@ -254,7 +254,7 @@ def test_fuzz_only_valueerror():
         state = (state * 1103515245 + 12345) & 0x7FFFFFFF
         return state % n
 
-    for round_ in range(400):
+    for _ in range(400):
         mti, fields = MESSAGES[rand(len(MESSAGES))]
         buf = bytearray(iso8583.encode(mti, fields, _KEY))
         for _ in range(1 + rand(4)):

@@ -5,9 +5,9 @@ MAC included; plus fuzzing that `decode` only ever raises ValueError. CPython on
 import iso8583 as pyiso
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_iso8583 import MESSAGES
 
 from firmware import iso8583
-from test_iso8583 import MESSAGES
 from tools.host import spec
 from tools.host.keys import MAC_KEY
 from tools.host.spec import SPEC

@@ -18,7 +18,7 @@ import datetime
 import socket
 
 from . import keys, spec
-from .ledger import (APPROVED, NO_RECORD, SECURITY_VIOLATION, SYSTEM_MALFUNCTION, Ledger)
+from .ledger import APPROVED, NO_RECORD, SECURITY_VIOLATION, SYSTEM_MALFUNCTION, Ledger
 
 MAX_FRAME = 2048  # the largest protocol message is ~1.2 kB (field 60 may reach 999 bytes)
 IDLE_TIMEOUT_S = 300  # a connection that sends nothing for this long is closed

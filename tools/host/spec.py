@@ -10,8 +10,8 @@ by `decode_msg`; callers never put it in `fields`.
 """
 
 import iso8583
-from cryptography.hazmat.primitives.cmac import CMAC
 from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.cmac import CMAC
 
 
 def _fixed(enc, length, desc):
