@@ -62,6 +62,14 @@ def describe_frame(frame):
         return info
 
 
+async def _finish(tasks):
+    """Cancel connection handlers and wait for them (quietly: they catch their cancellation)."""
+    for task in list(tasks):
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*list(tasks), return_exceptions=True)
+
+
 class EventLog:
     """Ordered event record: events.jsonl plus listeners."""
 
@@ -101,6 +109,7 @@ class NetProxy:
         self.port = None
         self._server = None
         self._conns = set()
+        self._tasks = set()
 
     async def start(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -110,6 +119,8 @@ class NetProxy:
         self._close_all()
         if self._server:
             self._server.close()
+        await _finish(self._tasks)
+        if self._server:
             await self._server.wait_closed()
 
     def set_up(self, up):
@@ -126,6 +137,16 @@ class NetProxy:
         self._conns.clear()
 
     async def _handle(self, t_reader, t_writer):
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            await self._connect(t_reader, t_writer)
+        except asyncio.CancelledError:
+            t_writer.transport.abort()  # the sim is stopping
+        finally:
+            self._tasks.discard(task)
+
+    async def _connect(self, t_reader, t_writer):
         if not self.up:
             t_writer.transport.abort()
             return
@@ -199,6 +220,7 @@ class BoardModel:
         self.firmware_log = []
         self._writer = None
         self._server = None
+        self._tasks = set()
         self._read = asyncio.Event()
         self._receipt_no = 0
 
@@ -210,6 +232,8 @@ class BoardModel:
         self.drop_link()
         if self._server:
             self._server.close()
+        await _finish(self._tasks)
+        if self._server:
             await self._server.wait_closed()
 
     @property
@@ -235,6 +259,16 @@ class BoardModel:
         return True
 
     async def _handle(self, reader, writer):
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            await self._serve_link(reader, writer)
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the sim is stopping
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve_link(self, reader, writer):
         self.drop_link()  # one firmware at a time: a new boot replaces the old link
         self._writer = writer
         try:
