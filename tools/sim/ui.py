@@ -112,10 +112,11 @@ class App:
         scr.erase()
         h, w = scr.getmaxyx()
 
-        def put(y, x, text, attr=0):
+        def put(y, x, text, attr=0, width=None):
             if 0 <= y < h and x < w:
+                room = max(0, w - x - 1) if width is None else min(width, max(0, w - x - 1))
                 try:
-                    scr.addstr(y, x, text[:max(0, w - x - 1)], attr)
+                    scr.addstr(y, x, text[:room], attr)
                 except curses.error:
                     pass
 
@@ -136,18 +137,18 @@ class App:
         put(12, 0, "queued %s unprinted %s" % (state.get("queued", "-"),
                                                state.get("unprinted", "-")))
         # Cards.
+        rx = 36
         put(14, 0, "Test cards (t + number):", curses.A_BOLD)
         for i, card in enumerate(self.cards[:9]):
-            label = card.get("label", card.get("status", ""))
-            put(15 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label))
+            label = card.get("label", card.get("status", "")).split(":")[0]
+            put(15 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=rx - 2)
         # The last receipt, scrolled to its end.
-        rx = 22
-        put(2, rx, "Last receipt", curses.A_BOLD)
-        body = self.receipt[-10:]
+        put(2, 20, "Last receipt", curses.A_BOLD)
+        body = [line for line in self.receipt if line.strip()][-11:]
         for i, text in enumerate(body):
-            put(3 + i, rx, text)
+            put(3 + i, 20, text, width=32)
         # Host log and terminal log.
-        lx = rx + 34
+        lx = 54
         if lx < w - 10:
             put(2, lx, "Host", curses.A_BOLD)
             host_log = list(getattr(s.host, "log", []))[-11:]
