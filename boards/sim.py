@@ -71,6 +71,8 @@ class FileBlockDevice:
                 for _ in range(block_count):
                     f.write(chunk)
         self.fresh = existing != size
+        # Allocated once: an erase must not need a 4 KB block of a fragmented heap.
+        self._erased = b"\xff" * block_size
         self._f = open(path, "r+b")
 
     def readblocks(self, block, buf, off=0):
@@ -94,7 +96,7 @@ class FileBlockDevice:
             return self.block_size
         if op == 6:  # erase block
             self._f.seek(arg * self.block_size)
-            self._f.write(b"\xff" * self.block_size)
+            self._f.write(self._erased)
             self._f.flush()
             return 0
         if op in (1, 2, 3):  # init, deinit, sync: writes are already through
