@@ -500,8 +500,11 @@ class SimSession:
             "POS_FLASH": str(self.out / "flash.img"),
             "POS_CONFIG": json.dumps(config),
         }
+        # Run in the out dir (MicroPython puts the script's own dir on sys.path), so whatever the
+        # firmware writes to its working directory (crash.log) lands in the record, not the repo.
         self.firmware = Firmware(self.events, env, self.out / "firmware.log", self.heapsize,
-                                 self.main, on_exit=self.board.drop_link)
+                                 (REPO / self.main).resolve(), cwd=self.out.resolve(),
+                                 on_exit=self.board.drop_link)
         await self.firmware.power_on()
 
     async def stop(self):
