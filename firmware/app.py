@@ -10,6 +10,7 @@ still read and handed to the core, which logs and ignores it once it has moved o
 """
 
 import asyncio
+import errno
 import gc
 import os
 import struct
@@ -28,6 +29,20 @@ except ImportError:  # CPython, for tools that import the runtime
     def ticks_diff(a, b):
         return a - b
 
+if hasattr(asyncio, "sleep_ms"):
+    sleep_ms = asyncio.sleep_ms
+    wait_for_ms = asyncio.wait_for_ms
+else:  # CPython: the runtime also runs there, in tests
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+    def wait_for_ms(aw, ms):
+        return asyncio.wait_for(aw, ms / 1000)
+
+# Errors that mean the connection was never made; by name, as the numbers differ between
+# Linux and the ESP32's newlib (ENOTCONN is 107 on one, 128 on the other).
+_NOT_CONNECTED = tuple(getattr(errno, name) for name in
+                       ("ECONNREFUSED", "EHOSTUNREACH", "ENOTCONN") if hasattr(errno, name))
 _MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
 
 
@@ -55,6 +70,7 @@ class Runtime:
         self.link_gen = {}  # kind -> generation, so a superseded connection's events are dropped
         self.reported = None
         self.heap_peak = self.heap_idle = 0
+        self.fatal = None
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -118,7 +134,19 @@ class Runtime:
             board_log(line)
 
     def spawn(self, coro):
-        asyncio.create_task(coro)
+        return asyncio.create_task(self.guarded(coro))
+
+    async def guarded(self, coro):
+        # A task that dies (a MemoryError in a flash write, say) would leave the terminal
+        # half-alive: stop the whole runtime instead, so main.py logs it and resets the board,
+        # and boot recovery finishes the work from the journal.
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure is fatal, see above
+            if self.fatal is None:
+                self.fatal = e
 
     # ---- host link ------------------------------------------------------------------------
 
@@ -130,7 +158,7 @@ class Runtime:
         if old is not None:
             old.close()
         try:
-            reader, writer = await asyncio.wait_for_ms(
+            reader, writer = await wait_for_ms(
                 asyncio.open_connection(self.settings["host"], self.settings["port"]),
                 self.settings["connect_timeout_ms"])
         except Exception as e:  # noqa: BLE001 - any failure to connect means nothing was sent
@@ -143,6 +171,17 @@ class Runtime:
         try:
             writer.write(struct.pack(">H", len(frame)) + frame)
             await writer.drain()
+        except OSError as e:
+            # MicroPython's open_connection returns before the connection is made; a refused
+            # or unreachable host shows up at the first write, and then nothing was sent.
+            writer.close()
+            if self.links.get(kind) is writer:
+                del self.links[kind]
+            if self.link_gen.get(kind) == gen:
+                self.dispatch(("unsent", kind) if _errno(e) in _NOT_CONNECTED else
+                              ("closed", kind))
+            return
+        try:
             while True:
                 head = await reader.readexactly(2)
                 (length,) = struct.unpack(">H", head)
@@ -194,17 +233,17 @@ class Runtime:
                 card = reader.read_card()
                 if card is not None:
                     self.dispatch(("card", card[0], card[1]))
-            await asyncio.sleep_ms(period)
+            await sleep_ms(period)
 
     async def paper(self):
         while True:
-            await asyncio.sleep_ms(500)
+            await sleep_ms(500)
             if self.terminal.paper_out and self.board.printer.paper_ok():
                 self.dispatch(("paper", "in"))
 
     async def clock(self):
         last_tick = ticks_ms()
-        while True:
+        while self.fatal is None:
             now = ticks_ms()
             due = None
             for name, deadline in self.timers.items():
@@ -219,7 +258,7 @@ class Runtime:
                 last_tick = now
                 self.dispatch(("tick",))
             # 20 ms granularity is far below any timeout the core sets (seconds).
-            await asyncio.sleep_ms(20)
+            await sleep_ms(20)
 
     async def run(self):
         start = getattr(self.board, "start", None)
@@ -227,11 +266,11 @@ class Runtime:
             await start()
         records = self.journal.replay()
         self.dispatch(("boot", records))
-        tasks = [asyncio.create_task(self.keys()), asyncio.create_task(self.cards()),
-                 asyncio.create_task(self.paper())]
+        tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
         await self.clock()
         for task in tasks:
             task.cancel()
+        raise self.fatal
 
 
 def run(board, settings):
@@ -243,3 +282,7 @@ def load_settings(root, overrides=None):
     if overrides:
         values = settings_mod.merge(values, overrides, "board overrides")
     return values
+
+
+def _errno(e):
+    return e.args[0] if e.args else None

@@ -1,0 +1,95 @@
+# portable: micropython
+"""The asyncio runtime with a board of fakes: a task that dies stops the runtime (so main.py
+resets the board) instead of leaving the terminal half-alive."""
+
+import os
+
+import asyncio
+
+from firmware import app
+from firmware.settings import DEFAULTS
+
+
+class Keypad:
+    def __init__(self, labels):
+        self.labels = list(labels)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await app.sleep_ms(5)
+        if not self.labels:
+            await app.sleep_ms(100000)
+        return self.labels.pop(0)
+
+
+class Display:
+    def __init__(self, fail_on=None):
+        self.screens = []
+        self.fail_on = fail_on
+
+    def show(self, lines):
+        if self.fail_on and self.fail_on in lines[0]:
+            raise MemoryError("display")
+        self.screens.append(lines)
+
+
+class Reader:
+    def __init__(self, card):
+        self.card = card
+
+    def read_card(self):
+        card, self.card = self.card, None
+        return card
+
+
+class Board:
+    def __init__(self, name, labels, fail_on=None):
+        self.root = "/tmp/pos_app_" + name
+        try:
+            os.mkdir(self.root)
+        except OSError:
+            pass
+        try:
+            os.remove(self.root + "/journal.bin")
+        except OSError:
+            pass
+        self.reader = Reader(("4761739001010010", "2812"))
+        self.keypad = Keypad(labels)
+        self.display = Display(fail_on)
+        self.printer = None
+
+
+def _settings():
+    values = dict(DEFAULTS)
+    values["poll_ms"] = 5
+    values["port"] = 1  # nothing listens: a purchase ends "host unreachable"
+    return values
+
+
+def test_task_exception_stops_the_runtime():
+    board = Board("fail", "12", fail_on="PURCHASE")
+    try:
+        asyncio.run(app.Runtime(board, _settings()).run())
+    except MemoryError:
+        return
+    raise AssertionError("the runtime went on after a task died")
+
+
+def test_unreachable_host_ends_not_charged():
+    board = Board("unreach", "1250#1234#")
+    runtime = app.Runtime(board, _settings())
+
+    async def scenario():
+        task = asyncio.create_task(runtime.run())
+        for _ in range(200):
+            await app.sleep_ms(10)
+            if board.display.screens and board.display.screens[-1][0] == "Host unreachable":
+                break
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert board.display.screens[-1][:2] == ["Host unreachable", "Not charged"]
+    records = runtime.journal.replay()
+    assert [r["r"] for r in records] == ["send", "unsent"]
