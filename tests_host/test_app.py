@@ -2,9 +2,8 @@
 """The asyncio runtime with a board of fakes: a task that dies stops the runtime (so main.py
 resets the board) instead of leaving the terminal half-alive."""
 
-import os
-
 import asyncio
+import os
 
 from firmware import app
 from firmware.settings import DEFAULTS
