@@ -26,9 +26,9 @@ venv: $(VENV)/.installed
 
 sim: $(VENV)/.installed
 ifeq ($(SCENARIO),)
-	$(PY) -m tools.sim
+	$(PY) -m tools.sim --heapsize $(HEAP)
 else
-	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT)
+	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) --heapsize $(HEAP)
 endif
 
 test: test-micropython test-cpython

@@ -497,7 +497,7 @@ class SimSession:
         env = {
             "POS_BOARD": "sim",
             "POS_SIM_LINK": str(self.board.port),
-            "POS_FLASH": str(self.out / "flash.img"),
+            "POS_FLASH": str((self.out / "flash.img").resolve()),
             "POS_CONFIG": json.dumps(config),
         }
         # Run in the out dir (MicroPython puts the script's own dir on sys.path), so whatever the
