@@ -1,0 +1,8 @@
+"""Drivers: one module per chip family, each handed its bus and pins by a board profile.
+
+The runtime (firmware/app.py) sees four objects, whatever chips are fitted (see
+docs/architecture.md, "Peripheral interface"): a card reader with `read_card()`, a keypad that is
+an async iterator of key labels, a display with `show(lines)`, and a printer with
+`async print_text(text)` and `paper_ok()`. The simulated board (boards/sim.py) provides the same
+four at that interface; the chip drivers slot in under it without the core knowing.
+"""
