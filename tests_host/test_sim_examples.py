@@ -13,9 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_reversal",
             "late_response_after_reversal", "power_cut_after_send", "paper_out_after_approval"]
 
-pytestmark = pytest.mark.skipif(
-    not (ROOT / ".venv" / "bin" / "micropython").exists() or not (ROOT / "main.py").exists(),
-    reason="needs the MicroPython unix port in .venv and main.py")
 
 
 @pytest.fixture(scope="module")
