@@ -31,7 +31,7 @@ else
 	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) --heapsize $(HEAP)
 endif
 
-test: test-micropython test-cpython
+test: lint test-micropython test-cpython
 
 test-micropython: $(VENV)/.installed
 	$(MICROPYTHON) -X heapsize=$(HEAP) tests_host/mprun.py
@@ -44,6 +44,9 @@ host: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache

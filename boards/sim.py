@@ -1,4 +1,4 @@
-"""Simulated board: the firmware on the MicroPython unix port, its peripherals modelled by tools/sim.
+"""Simulated board: the firmware on the MicroPython unix port, peripherals modelled by tools/sim.
 
 The peripherals are reached over one TCP link to the sim (127.0.0.1:$POS_SIM_LINK) carrying JSON
 lines (docs/architecture.md, "Simulated board link"). The flash is a real littlefs2 filesystem on

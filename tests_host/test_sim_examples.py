@@ -2,7 +2,6 @@
 simulator. Each outcome is checked on both sides: the receipts printed and the host's ledger."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ def runs(tmp_path_factory):
     procs = {}
     for name in EXAMPLES:
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tools.sim", "--scenario", str(ROOT / "examples" / (name + ".json")),
+            [sys.executable, "-m", "tools.sim",
+             "--scenario", str(ROOT / "examples" / (name + ".json")),
              "--out", str(base / name)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results = {}

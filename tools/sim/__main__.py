@@ -13,7 +13,8 @@ from tools.sim.session import DEFAULT_HEAPSIZE
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.sim",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", help="scenario JSON file (contracts.md)")
     parser.add_argument("--out", help="directory for events.jsonl, ledger.json, receipts/")
     parser.add_argument("--heapsize", type=int,

@@ -78,7 +78,7 @@ def purchase(rng):
 def generate(seed, purchases):
     rng = random.Random(seed)
     steps = [{"wait": "idle", "timeout_ms": WAIT_MS}]
-    for i in range(purchases):
+    for _ in range(purchases):
         steps += purchase(rng)
         if rng.random() < 0.1:
             steps.append({"host": "heal"})
@@ -88,7 +88,8 @@ def generate(seed, purchases):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.sim.gen", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.sim.gen",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--purchases", type=int, default=200)
     args = parser.parse_args(argv)

@@ -44,7 +44,8 @@ def validate_step(i, step):
     value = step[kind]
     if values is not None and value not in values:
         raise ScenarioError("%s: %s must be one of %s" % (where, kind, sorted(values)))
-    if kind == "tap" and not (isinstance(value, str) and value.isdigit() and 12 <= len(value) <= 19):
+    if kind == "tap" and not (isinstance(value, str) and value.isdigit()
+                              and 12 <= len(value) <= 19):
         raise ScenarioError("%s: tap needs a PAN of 12 to 19 digits" % where)
     if kind == "keys":
         if not isinstance(value, str) or any(c not in KEY_LABELS for c in value):

@@ -586,7 +586,8 @@ class SimSession:
 
     def is_idle(self):
         state = self.board.state
-        return bool(self.firmware.running and isinstance(state, dict) and state.get("idle") is True)
+        return bool(self.firmware.running and isinstance(state, dict)
+                    and state.get("idle") is True)
 
     def is_settled(self):
         state = self.board.state
