@@ -212,7 +212,7 @@ class Runtime:
             self.dispatch(("print_failed", job, False))
             return
         try:
-            await printer.print_text(text)
+            await wait_for_ms(printer.print_text(text), self.settings["print_timeout_ms"])
         except Exception as e:  # noqa: BLE001 - paper out, cover open, printer silent
             self.log("printer: %r" % e)
             self.dispatch(("print_failed", job, True))

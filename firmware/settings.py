@@ -32,6 +32,8 @@ SPEC = {
     "entry_timeout_ms": (60000, "ms without a key before amount or PIN entry is cancelled"),
     "message_ms": (4000, "ms a result (approved, declined, ...) stays on screen"),
     "receipt_copies": (2, "1 = customer copy only, 2 = merchant and customer copies"),
+    # A receipt is ~700 bytes: at 9600 baud about 1 s on the wire, a few seconds of paper feed.
+    "print_timeout_ms": (20000, "ms a receipt may take before the printer counts as silent"),
     "journal_max_bytes": (16384, "journal size that triggers compaction"),
     "mac_key": ("2B7E151628AED2A6ABF7158809CF4F3C", "AES-128 MAC key, hex (TEST KEY)"),
     "pin_key": ("000102030405060708090A0B0C0D0E0F", "AES-128 PIN key, hex (TEST KEY)"),

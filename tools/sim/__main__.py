@@ -20,7 +20,9 @@ def main(argv=None):
     parser.add_argument("--heapsize", type=int,
                         default=int(os.environ.get("POS_SIM_HEAPSIZE", DEFAULT_HEAPSIZE)),
                         help="MicroPython heap in bytes (ESP32-like; default %(default)s)")
-    parser.add_argument("--main", default="main.py", help=argparse.SUPPRESS)
+    parser.add_argument("--source", action="store_const", const="main.py", dest="main",
+                        help="run the firmware from source instead of the .mpy image")
+    parser.add_argument("--main", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scenario:
         from tools.sim.scenario import ScenarioError, run_file

@@ -111,7 +111,7 @@ def load(path):
     return scenario
 
 
-async def run(scenario, out_dir, heapsize=None, main="main.py", on_event=None):
+async def run(scenario, out_dir, heapsize=None, main=None, on_event=None):
     """Run a validated scenario; return None when it ran to its end, else the one-line reason."""
     session = SimSession(out_dir, scenario.get("config"), scenario.get("cards"), heapsize, main,
                          on_event)
@@ -130,6 +130,6 @@ async def run(scenario, out_dir, heapsize=None, main="main.py", on_event=None):
     return failure
 
 
-def run_file(path, out_dir, heapsize=None, main="main.py"):
+def run_file(path, out_dir, heapsize=None, main=None):
     scenario = load(path)
     return asyncio.run(run(scenario, out_dir, heapsize, main))

@@ -449,7 +449,7 @@ class Firmware:
 class SimSession:
     """A whole simulated counter: host, network, board, firmware. One step method per step kind."""
 
-    def __init__(self, out_dir, config=None, cards=None, heapsize=None, main="main.py",
+    def __init__(self, out_dir, config=None, cards=None, heapsize=None, main=None,
                  on_event=None, host_factory=None):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -502,8 +502,16 @@ class SimSession:
         }
         # Run in the out dir (MicroPython puts the script's own dir on sys.path), so whatever the
         # firmware writes to its working directory (crash.log) lands in the record, not the repo.
+        if self.main is None:
+            # As on a board: the firmware precompiled to .mpy, main.py and boot.py as source.
+            from tools.build import build
+
+            build(self.out / "image")
+            main_path = (self.out / "image" / "main.py").resolve()
+        else:
+            main_path = (REPO / self.main).resolve()
         self.firmware = Firmware(self.events, env, self.out / "firmware.log", self.heapsize,
-                                 (REPO / self.main).resolve(), cwd=self.out.resolve(),
+                                 main_path, cwd=self.out.resolve(),
                                  on_exit=self.board.drop_link)
         await self.firmware.power_on()
 

@@ -199,7 +199,7 @@ async def _main(scr, curses, out, heapsize, main):
         await session.stop()
 
 
-def run_ui(out="out/sim", heapsize=None, main="main.py"):
+def run_ui(out="out/sim", heapsize=None, main=None):
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("tools.sim: the interactive simulator needs a terminal (TTY); for a scripted run "
               "use: python -m tools.sim --scenario FILE --out DIR", file=sys.stderr)
