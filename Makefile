@@ -12,8 +12,10 @@ HEAP ?= 200000
 SCENARIO ?=
 OUT ?= out/sim
 PORT ?= 8583
+PURCHASES ?= 200
+ARCH ?=
 
-.PHONY: all sim test test-cpython test-micropython host bench lint clean
+.PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean
 
 all: test
 
@@ -44,6 +46,12 @@ host: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench
+
+bench-heap: $(VENV)/.installed
+	$(PY) -m tools.bench --min-heap --purchases $(PURCHASES)
+
+build: $(VENV)/.installed
+	$(PY) -m tools.build $(if $(ARCH),--arch $(ARCH))
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
