@@ -161,48 +161,28 @@ class Runtime:
             reader, writer = await wait_for_ms(
                 asyncio.open_connection(self.settings["host"], self.settings["port"]),
                 self.settings["connect_timeout_ms"])
-        except Exception as e:  # noqa: BLE001 - any failure to connect means nothing was sent
+        except (OSError, asyncio.TimeoutError) as e:
             self.log("%s: host unreachable (%r)" % (kind, e))
-            if self.link_gen.get(kind) == gen:
-                self.dispatch(("unsent", kind))
-            return
-        self.links[kind] = writer
-        response = None
-        try:
-            writer.write(struct.pack(">H", len(frame)) + frame)
-            await writer.drain()
-        except OSError as e:
-            # MicroPython's open_connection returns before the connection is made; a refused
-            # or unreachable host shows up at the first write, and then nothing was sent.
+            outcome = ("unsent", kind)
+        else:
+            self.links[kind] = writer
+            try:
+                writer.write(struct.pack(">H", len(frame)) + frame)
+                await writer.drain()
+            except OSError as e:
+                # MicroPython's open_connection returns before the connection is made; a
+                # refused or unreachable host shows up at the first write: nothing was sent.
+                outcome = ("unsent" if _errno(e) in _NOT_CONNECTED else "closed", kind)
+            else:
+                response = await _read_frame(reader)
+                outcome = ("closed", kind) if response is None else ("rx", response)
             writer.close()
             if self.links.get(kind) is writer:
                 del self.links[kind]
-            if self.link_gen.get(kind) == gen:
-                self.dispatch(("unsent", kind) if _errno(e) in _NOT_CONNECTED else
-                              ("closed", kind))
-            return
-        try:
-            while True:
-                head = await reader.readexactly(2)
-                (length,) = struct.unpack(">H", head)
-                if length > _MAX_FRAME:
-                    break
-                response = await reader.readexactly(length)
-                if self.link_gen.get(kind) == gen or kind == "purchase":
-                    self.dispatch(("rx", response))
-                # The purchase link stays open for a late second frame only until the host
-                # closes it; every other exchange is one request, one response.
-                break
-        except Exception:  # noqa: BLE001 - EOF, reset, timeout: the link is gone
-            pass
-        try:
-            writer.close()
-        except Exception:  # noqa: BLE001
-            pass
-        if self.links.get(kind) is writer:
-            del self.links[kind]
-        if response is None and self.link_gen.get(kind) == gen:
-            self.dispatch(("closed", kind))
+        # A superseded exchange's failure is old news; its response is not: a late answer to a
+        # purchase is still handed to the core, which decides what it is worth.
+        if self.link_gen.get(kind) == gen or outcome[0] == "rx" and kind == "purchase":
+            self.dispatch(outcome)
 
     # ---- printer --------------------------------------------------------------------------
 
@@ -286,3 +266,14 @@ def load_settings(root, overrides=None):
 
 def _errno(e):
     return e.args[0] if e.args else None
+
+
+async def _read_frame(reader):
+    """One length-prefixed frame, or None when the link closes, resets or sends garbage."""
+    try:
+        (length,) = struct.unpack(">H", await reader.readexactly(2))
+        if length == 0 or length > _MAX_FRAME:
+            return None
+        return await reader.readexactly(length)
+    except (OSError, EOFError):
+        return None
