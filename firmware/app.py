@@ -244,8 +244,13 @@ class Runtime:
         start = getattr(self.board, "start", None)
         if start:
             await start()
-        records = self.journal.replay()
-        self.dispatch(("boot", records))
+        for record in self.journal.replay():
+            self.terminal.restore(record)
+        if self.journal.torn:
+            # A power cut tore the last write: rewrite before anything is appended after it.
+            self.journal.rewrite(self.terminal.snapshot())
+            self.log("journal: torn tail cut off")
+        self.dispatch(("boot", ()))
         tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
         await self.clock()
         for task in tasks:

@@ -223,6 +223,10 @@ class Terminal:
             self._tick(actions)
         return actions
 
+    def restore(self, record):
+        """Fold one journal record in, before the boot event (the runtime streams them)."""
+        self._apply(record)
+
     def _boot(self, actions, records):
         for rec in records:
             self._apply(rec)

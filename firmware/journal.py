@@ -3,8 +3,10 @@
 Each record is `[length u16 | sequence u32 | payload | CRC32 u32]`, big-endian, the CRC over
 sequence and payload; the payload is a small JSON object. Every append is flushed before it
 returns: on littlefs a flushed write is durable, an unflushed one may vanish at a power cut.
-Replay stops at the first record that is short or fails its CRC (a write torn by a power cut);
-such a tail is cut off by rewriting the valid records, so later appends stay readable.
+Replay stops at the first record that is short or fails its CRC (a write torn by a power cut)
+and sets `torn`: the caller must then rewrite the journal (compaction) before appending, or the
+records after the torn one would be unreadable. Replay yields one record at a time: a full
+journal held as a list would cost more heap than the terminal has.
 Compaction rewrites the journal as a temp file, closes it and renames it over the old one:
 littlefs renames atomically, so a power cut leaves either the old or the new journal.
 """
@@ -28,8 +30,7 @@ class Journal:
         self.torn = False
 
     def replay(self):
-        """Read every valid record, in order; return the list of payload dicts."""
-        records = []
+        """Yield every valid record's payload dict, in order."""
         offset = 0
         try:
             f = open(self.path, "rb")
@@ -56,17 +57,15 @@ class Journal:
                         self.torn = True
                         break
                     try:
-                        records.append(json.loads(payload))
+                        record = json.loads(payload)
                     except ValueError:
                         self.torn = True
                         break
                     self.seq = seq
                     offset += _HEADER + length + 4
+                    self.size = offset
+                    yield record
         self.size = offset
-        if self.torn:
-            # Appending after a torn record would hide every later record from replay.
-            self.rewrite(records)
-        return records
 
     def _encode(self, record):
         self.seq += 1

@@ -34,7 +34,8 @@ SPEC = {
     "receipt_copies": (2, "1 = customer copy only, 2 = merchant and customer copies"),
     # A receipt is ~700 bytes: at 9600 baud about 1 s on the wire, a few seconds of paper feed.
     "print_timeout_ms": (20000, "ms a receipt may take before the printer counts as silent"),
-    "journal_max_bytes": (16384, "journal size that triggers compaction"),
+    # ~5 records of ~100 bytes per purchase: compaction every 15 or so, a short boot replay.
+    "journal_max_bytes": (8192, "journal size that triggers compaction, bytes"),
     "mac_key": ("2B7E151628AED2A6ABF7158809CF4F3C", "AES-128 MAC key, hex (TEST KEY)"),
     "pin_key": ("000102030405060708090A0B0C0D0E0F", "AES-128 PIN key, hex (TEST KEY)"),
     "poll_ms": (50, "card reader poll period while waiting for a card"),

@@ -90,5 +90,29 @@ def test_unreachable_host_ends_not_charged():
 
     asyncio.run(scenario())
     assert board.display.screens[-1][:2] == ["Host unreachable", "Not charged"]
-    records = runtime.journal.replay()
+    records = list(runtime.journal.replay())
     assert [r["r"] for r in records] == ["send", "unsent"]
+
+
+def test_boot_after_torn_write_cuts_the_tail_before_appending():
+    board = Board("torn", "")
+    runtime = app.Runtime(board, _settings())
+    runtime.journal.append({"r": "send", "stan": 7, "batch": 1, "amt": 500, "l4": "0010",
+                            "t": [2026, 11, 26, 10, 0, 0], "f7": "1126100000"})
+    runtime.journal.close()
+    with open(runtime.journal.path, "ab") as f:
+        f.write(b"\x00\x30\x00\x00")  # a record header whose body never reached flash
+
+    again = app.Runtime(board, _settings())
+
+    async def boot():
+        task = asyncio.create_task(again.run())
+        await app.sleep_ms(50)
+        task.cancel()
+
+    asyncio.run(boot())
+    assert again.terminal.status()["recovering"] == 1  # the in-flight purchase, still known
+    again.journal.append({"r": "dec", "stan": 7, "rc": "25"})
+    again.journal.close()
+    records = list(app.Journal(again.journal.path).replay())
+    assert [r["r"] for r in records] == ["batch", "send", "dec"]
