@@ -31,6 +31,8 @@ def test_200_purchases_with_faults_keep_the_contract(tmp_path):
                    "host:disconnect", "host:bad_mac", "host:crash_after_commit",
                    "host:host_down", "net:down", "paper:out", "power:cut"):
         assert faults[needed] > 0, needed
+    # S6: once all is quiet, the terminal's batch totals (key B) equal the host's.
+    scenario["steps"] += [{"keys": "B"}, {"sleep_ms": 500}]
     path = tmp_path / "campaign.json"
     path.write_text(json.dumps(scenario))
     out = tmp_path / "out"
@@ -43,5 +45,11 @@ def test_200_purchases_with_faults_keep_the_contract(tmp_path):
     approved = [t for t in ledger if t["status"] == "approved"]
     assert len(approved) > PURCHASES // 2
     assert all(t["receipt_confirmed"] for t in approved)
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    screen = [e["lines"] for e in events if e["kind"] == "display"][-1]
+    assert screen[0] == "BATCH 000001", screen
+    assert screen[1] == "Approved: %d" % len(approved), screen
+    total = sum(t["amount"] for t in approved)
+    assert screen[2] == "EUR %d.%02d" % (total // 100, total % 100), screen
     statuses = Counter(t["status"] for t in ledger)
     assert statuses["declined"] > 0 and statuses["reversed"] > 0, statuses
