@@ -7,42 +7,41 @@ file is reported instead of silently ignored. Keys here are TEST KEYS ONLY.
 
 import json
 
-# name: (default, unit / meaning)
-SPEC = {
-    "board": ("sim", "board profile module in boards/"),
-    "merchant_name": ("DEMO CAFE", "printed on receipts and shown on the idle screen"),
-    "merchant_id": ("000000000012345", "ISO 8583 field 42, 15 characters"),
-    "terminal_id": ("TERM0001", "ISO 8583 field 41, 8 characters"),
-    "currency_code": ("978", "ISO 4217 numeric, field 49"),
-    "currency": ("EUR", "ISO 4217 alpha, shown with amounts"),
-    "host": ("127.0.0.1", "acquirer host address"),
-    "port": (8583, "acquirer host TCP port"),
-    "connect_timeout_ms": (5000, "ms to open the TCP connection to the host"),
+# name: default,  # unit / meaning (tools/settings_doc.py reads these comments into
+# docs/settings.md; as comments they cost the board no heap)
+DEFAULTS = {
+    "board": "sim",  # board profile module in boards/
+    "merchant_name": "DEMO CAFE",  # printed on receipts and shown on the idle screen
+    "merchant_id": "000000000012345",  # ISO 8583 field 42, 15 characters
+    "terminal_id": "TERM0001",  # ISO 8583 field 41, 8 characters
+    "currency_code": "978",  # ISO 4217 numeric, field 49
+    "currency": "EUR",  # ISO 4217 alpha, shown with amounts
+    "host": "127.0.0.1",  # acquirer host address
+    "port": 8583,  # acquirer host TCP port
+    "connect_timeout_ms": 5000,  # ms to open the TCP connection to the host
     # Field practice: 30 s (China UnionPay default, settable 20 to 90 s).
-    "response_timeout_ms": (30000, "ms to wait for the response to a purchase"),
-    "query_timeout_ms": (10000, "ms to wait for the answer to one status query"),
-    "query_attempts": (3, "status queries before deciding to reverse"),
-    "query_window_ms": (60000, "ms from the first query after which no new query starts"),
-    "retry_base_ms": (2000, "first retry delay of the store-and-forward queue, doubled per try"),
-    "retry_max_ms": (60000, "longest retry delay of the store-and-forward queue"),
-    "max_amount": (99999999, "largest amount accepted at entry, minor units"),
-    "amount_digits": (8, "most digits accepted at amount entry"),
-    "pin_min": (4, "fewest PIN digits"),
-    "pin_max": (12, "most PIN digits (ISO 9564 allows 4 to 12)"),
-    "entry_timeout_ms": (60000, "ms without a key before amount or PIN entry is cancelled"),
-    "message_ms": (4000, "ms a result (approved, declined, ...) stays on screen"),
-    "receipt_copies": (2, "1 = customer copy only, 2 = merchant and customer copies"),
+    "response_timeout_ms": 30000,  # ms to wait for the response to a purchase
+    "query_timeout_ms": 10000,  # ms to wait for the answer to one status query
+    "query_attempts": 3,  # status queries before deciding to reverse
+    "query_window_ms": 60000,  # ms from the first query after which no new query starts
+    "retry_base_ms": 2000,  # first retry delay of the store-and-forward queue, doubled per try
+    "retry_max_ms": 60000,  # longest retry delay of the store-and-forward queue
+    "max_amount": 99999999,  # largest amount accepted at entry, minor units
+    "amount_digits": 8,  # most digits accepted at amount entry
+    "pin_min": 4,  # fewest PIN digits
+    "pin_max": 12,  # most PIN digits (ISO 9564 allows 4 to 12)
+    "entry_timeout_ms": 60000,  # ms without a key before amount or PIN entry is cancelled
+    "message_ms": 4000,  # ms a result (approved, declined, ...) stays on screen
+    "receipt_copies": 2,  # 1 = customer copy only, 2 = merchant and customer copies
     # A receipt is ~700 bytes: at 9600 baud about 1 s on the wire, a few seconds of paper feed.
-    "print_timeout_ms": (20000, "ms a receipt may take before the printer counts as silent"),
+    "print_timeout_ms": 20000,  # ms a receipt may take before the printer counts as silent
     # ~5 records of ~100 bytes per purchase: compaction every 15 or so, a short boot replay.
-    "journal_max_bytes": (8192, "journal size that triggers compaction, bytes"),
-    "mac_key": ("2B7E151628AED2A6ABF7158809CF4F3C", "AES-128 MAC key, hex (TEST KEY)"),
-    "pin_key": ("000102030405060708090A0B0C0D0E0F", "AES-128 PIN key, hex (TEST KEY)"),
-    "poll_ms": (50, "card reader poll period while waiting for a card"),
-    "heap_report": (False, "log gc heap figures after each transaction"),
+    "journal_max_bytes": 8192,  # journal size that triggers compaction, bytes
+    "mac_key": "2B7E151628AED2A6ABF7158809CF4F3C",  # AES-128 MAC key, hex (TEST KEY)
+    "pin_key": "000102030405060708090A0B0C0D0E0F",  # AES-128 PIN key, hex (TEST KEY)
+    "poll_ms": 50,  # card reader poll period while waiting for a card
+    "heap_report": False,  # log gc heap figures after each transaction
 }
-
-DEFAULTS = {name: spec[0] for name, spec in SPEC.items()}
 
 
 class SettingsError(ValueError):

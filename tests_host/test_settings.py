@@ -36,8 +36,3 @@ def test_unknown_name_and_wrong_type_are_refused():
     assert "must be int" in _raises(settings.load, _write('{"port": true}'))
     assert "not valid JSON" in _raises(settings.load, _write('{"port": '))
     assert "JSON object" in _raises(settings.load, _write('[1]'))
-
-
-def test_every_setting_has_a_meaning():
-    for name, spec in settings.SPEC.items():
-        assert len(spec) == 2 and spec[1], name

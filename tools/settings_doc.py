@@ -4,9 +4,25 @@
     python -m tools.settings_doc --check    # exit 1 if docs/settings.md is stale (used by tests)
 """
 
+import re
 import sys
+from pathlib import Path
 
-from firmware.settings import SPEC
+from firmware.settings import DEFAULTS
+
+SOURCE = Path(__file__).resolve().parents[1] / "firmware" / "settings.py"
+# One setting per line: `"name": default,  # meaning`.
+_LINE = re.compile(r'^\s+"(\w+)": (.+?),\s+# (.+)$')
+
+
+def meanings():
+    """name -> meaning, read from the comments in firmware/settings.py."""
+    found = {}
+    for line in SOURCE.read_text().splitlines():
+        m = _LINE.match(line)
+        if m:
+            found[m.group(1)] = m.group(3)
+    return found
 
 HEADER = """# Settings
 
@@ -24,9 +40,10 @@ Keys shown here are test keys: never load real keys onto a development board.
 
 def render():
     rows = []
-    for name, (default, meaning) in SPEC.items():
+    meaning = meanings()
+    for name, default in DEFAULTS.items():
         shown = "`%s`" % (str(default).lower() if isinstance(default, bool) else default)
-        rows.append("| `%s` | %s | %s |" % (name, shown, meaning))
+        rows.append("| `%s` | %s | %s |" % (name, shown, meaning[name]))
     return HEADER + "\n".join(rows) + "\n"
 
 
