@@ -2,11 +2,10 @@
 simulator. Each outcome is checked on both sides: the receipts printed and the host's ledger."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from simruns import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_reversal",
@@ -17,19 +16,8 @@ EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_rever
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run every example at once (they take seconds of simulated waiting each)."""
-    base = tmp_path_factory.mktemp("sim")
-    procs = {}
-    for name in EXAMPLES:
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tools.sim",
-             "--scenario", str(ROOT / "examples" / (name + ".json")),
-             "--out", str(base / name)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    results = {}
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=180)
-        results[name] = (proc.returncode, out, base / name)
-    return results
+    return run_all({name: ROOT / "examples" / (name + ".json") for name in EXAMPLES},
+                   tmp_path_factory.mktemp("sim"))
 
 
 def record(runs, name):

@@ -2,11 +2,10 @@
 process killed with SIGKILL, real littlefs image), checked on both sides after power returns."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from simruns import run_all
 
 from tools.sim.check import check
 
@@ -49,19 +48,11 @@ SCENARIOS = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("power")
-    procs = {}
+    paths = {}
     for name, steps in SCENARIOS.items():
-        path = base / (name + ".json")
-        path.write_text(json.dumps({"config": CONFIG, "steps": steps}))
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tools.sim", "--scenario", str(path), "--out",
-             str(base / name)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-    results = {}
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=240)
-        results[name] = (proc.returncode, out, base / name)
-    return results
+        paths[name] = base / (name + ".json")
+        paths[name].write_text(json.dumps({"config": CONFIG, "steps": steps}))
+    return run_all(paths, base)
 
 
 def outcome(runs, name):
