@@ -2,14 +2,12 @@
 process killed with SIGKILL, real littlefs image), checked on both sides after power returns."""
 
 import json
-from pathlib import Path
 
 import pytest
 from simruns import run_all
 
 from tools.sim.check import check
 
-ROOT = Path(__file__).resolve().parents[1]
 PAN = "4761739001010010"
 CONFIG = {"response_timeout_ms": 1500, "query_timeout_ms": 800, "query_attempts": 2,
           "retry_base_ms": 300, "retry_max_ms": 1500, "message_ms": 300}
