@@ -1,0 +1,48 @@
+"""ESP32 DevKitC (ESP32-WROOM-32, no PSRAM): the pin map and the buses, nothing else.
+
+Every GPIO choice is here and only here; docs/wiring.md and its diagram are generated from
+PINS (python -m tools.wiring). Modules: RC522 or PN532 reader, SSD1306 OLED, 4x4 membrane
+keypad, TTL ESC/POS printer. Why these pins:
+- VSPI (SPI 2) on its native pins 18/23/19 runs at full speed without the GPIO matrix.
+- I2C on 21/22, the DevKitC's customary SDA/SCL, shared by the OLED (0x3C) and a PN532 (0x24).
+- UART 2 on 17/16 for the printer; UART 0 stays the USB console and REPL.
+- Keypad columns need internal pull-ups, so none of the input-only GPIOs 34-39 (no pull-ups).
+  GPIO 15 is a strapping pin (boot log on/off); a column is only ever pulled up or briefly
+  pulled low by a held key, so it boots normally unless a key is held at reset.
+- GPIO 6-11 are the flash: never used.
+"""
+
+PINS = {
+    "spi": {"id": 2, "sck": 18, "mosi": 23, "miso": 19, "baudrate": 5000000},
+    "reader_cs": 5,
+    "reader_rst": 4,
+    "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},
+    "uart": {"id": 2, "tx": 17, "rx": 16},
+    "keypad_rows": (13, 14, 27, 26),
+    "keypad_cols": (25, 33, 32, 15),
+}
+
+
+def mount():
+    """The ESP32 port mounts its littlefs at / before main.py runs."""
+    return ""
+
+
+def build(settings, pins=PINS):
+    """Buses and pins from `pins` (this board's, or another ESP32 board's), then the drivers."""
+    from machine import I2C, SPI, UART, Pin
+
+    from boards.common import assemble
+
+    p = pins
+    spi = SPI(p["spi"]["id"], baudrate=p["spi"]["baudrate"], sck=Pin(p["spi"]["sck"]),
+              mosi=Pin(p["spi"]["mosi"]), miso=Pin(p["spi"]["miso"]))
+    i2c = I2C(p["i2c"]["id"], sda=Pin(p["i2c"]["sda"]), scl=Pin(p["i2c"]["scl"]),
+              freq=p["i2c"]["freq"])
+    uart = UART(p["uart"]["id"], baudrate=settings["printer_baud"], tx=p["uart"]["tx"],
+                rx=p["uart"]["rx"], timeout=0)
+    rows = [Pin(n, Pin.OUT, value=1) for n in p["keypad_rows"]]
+    cols = [Pin(n, Pin.IN, Pin.PULL_UP) for n in p["keypad_cols"]]
+    return assemble(settings, root="", spi=spi, i2c=i2c, uart=uart, rows=rows, cols=cols,
+                    reader_cs=Pin(p["reader_cs"], Pin.OUT, value=1),
+                    reader_rst=Pin(p["reader_rst"], Pin.OUT, value=1))
