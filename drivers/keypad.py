@@ -1,0 +1,179 @@
+"""4x4 membrane matrix keypad: rows driven, columns read, scanned in an asyncio task.
+
+Wiring: 8 pins. The 4 row lines are outputs, idle high, driven low one at a time; the 4 column
+lines are inputs with pull-ups (the board profile configures the pins, this driver only calls
+`value()`). A pressed key joins its row to its column, so while its row is low its column reads
+0. Standard membrane layout, rows top to bottom: "123A", "456B", "789C", "*0#D".
+
+    keypad = Keypad(rows, cols)          # Pins from the board profile
+    async for label in keypad: ...       # '0'-'9', 'A'-'D', '*', '#'
+
+Debounce: a key counts as pressed once it has read closed for `debounce_ms` without a change,
+and released likewise; membrane contacts chatter for a few ms (the datasheets of the common
+modules say 5 ms), so 30 ms rejects chatter and still accepts a quick 40 ms tap. A held key is
+one key: there is no auto-repeat.
+
+Ghosting: with no diodes, three closed keys at three corners of a rectangle (two rows, two
+columns) connect the fourth corner's row and column, so a key nobody pressed reads closed, and
+which of the four is the ghost cannot be known. When a scan sees a rectangle, every key that is
+not already counted as pressed is blocked: it is ignored until it has been released, so neither
+the ghost nor the real fourth key comes out, even after the others are let go.
+
+Keys wait in a ring buffer of `queue` entries (bytes, allocated once); a key that finds it full
+is dropped and counted in `dropped` (the older keys are the ones the cashier already saw).
+`scan(now_ms)` is a pure step that allocates nothing, so tests drive it on a virtual clock.
+"""
+
+import asyncio
+
+from micropython import const
+
+try:
+    from time import ticks_diff
+    from time import ticks_ms as _ticks_ms
+except ImportError:  # CPython, for the host tests
+    from time import monotonic_ns as _mono
+
+    def _ticks_ms():
+        return _mono() // 1000000
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+if hasattr(asyncio, "sleep_ms"):
+    _sleep_ms = asyncio.sleep_ms
+else:  # CPython
+
+    def _sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+
+LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
+
+# Per-key debounced state.
+_UP = const(0)
+_DOWN = const(1)  # pressed and reported
+_BLOCKED = const(2)  # closed while a ghost rectangle was seen: ignored until released
+
+
+class Keypad:
+    def __init__(self, rows, cols, *, labels=LAYOUT_4X4, debounce_ms=30, scan_ms=5, queue=16,
+                 ticks_ms=None):
+        if len(labels) != len(rows) or any(len(r) != len(cols) for r in labels):
+            raise ValueError("labels must be one string per row, one character per column")
+        if len(cols) > 8:
+            raise ValueError("at most 8 columns")  # a row's reading is one byte
+        self._rows = tuple(rows)
+        self._cols = tuple(cols)
+        self._labels = tuple(ch for row in labels for ch in row)
+        self.debounce_ms = debounce_ms
+        self.scan_ms = scan_ms
+        self._ticks = ticks_ms or _ticks_ms
+        n = len(self._labels)
+        self._raw = bytearray(len(rows))  # this scan's closed columns, a bit mask per row
+        self._last = bytearray(n)  # each key's reading in the previous scan
+        self._state = bytearray(n)  # _UP, _DOWN or _BLOCKED
+        self._since = [0] * n  # when each key's reading last changed, ms
+        self._queue = bytearray(queue)  # key indexes
+        self._head = 0
+        self._count = 0
+        self.dropped = 0
+        self.ghosted = False  # the last scan saw a rectangle
+        for row in self._rows:
+            row.value(1)
+
+    # ---- the scan step -----------------------------------------------------------------------
+
+    def scan(self, now_ms):
+        """Read the matrix once and update the debounce state; keys that become pressed go to
+        the queue. Allocates nothing (rows and columns are read into preallocated bytes)."""
+        raw = self._raw
+        ncols = len(self._cols)
+        r = 0
+        for row in self._rows:
+            row.value(0)
+            mask = 0
+            bit = 1
+            for col in self._cols:
+                if not col.value():
+                    mask |= bit
+                bit <<= 1
+            row.value(1)
+            raw[r] = mask
+            r += 1
+        ghost = self._rectangle()
+        self.ghosted = ghost
+        last = self._last
+        state = self._state
+        since = self._since
+        for k in range(len(state)):
+            closed = (raw[k // ncols] >> (k % ncols)) & 1
+            if closed != last[k]:
+                last[k] = closed
+                since[k] = now_ms
+                if closed and ghost and state[k] == _UP:
+                    state[k] = _BLOCKED
+                continue
+            if closed and ghost and state[k] == _UP:
+                state[k] = _BLOCKED
+                continue
+            if closed == (state[k] != _UP):
+                continue
+            if ticks_diff(now_ms, since[k]) < self.debounce_ms:
+                continue
+            if closed:
+                state[k] = _DOWN
+                self._push(k)
+            else:
+                state[k] = _UP
+
+    def _rectangle(self):
+        # Two rows that share two or more closed columns.
+        raw = self._raw
+        n = len(raw)
+        for i in range(n - 1):
+            if not raw[i] & (raw[i] - 1):  # fewer than two columns: cannot be a corner pair
+                continue
+            for j in range(i + 1, n):
+                both = raw[i] & raw[j]
+                if both & (both - 1):
+                    return True
+        return False
+
+    # ---- the queue -------------------------------------------------------------------------
+
+    def _push(self, k):
+        size = len(self._queue)
+        if self._count >= size:
+            self.dropped += 1
+            return
+        self._queue[(self._head + self._count) % size] = k
+        self._count += 1
+
+    def pending(self):
+        return self._count
+
+    def get(self):
+        """The oldest key's label, or None."""
+        if not self._count:
+            return None
+        k = self._queue[self._head]
+        self._head = (self._head + 1) % len(self._queue)
+        self._count -= 1
+        return self._labels[k]
+
+    def pressed(self):
+        """Labels of the keys counted as held now (for tests and diagnostics)."""
+        return [self._labels[k] for k in range(len(self._state)) if self._state[k] == _DOWN]
+
+    # ---- async iterator -------------------------------------------------------------------------
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._count:
+            self.scan(self._ticks())
+            await _sleep_ms(self.scan_ms)
+        return self.get()

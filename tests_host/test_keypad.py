@@ -1,0 +1,180 @@
+# portable: micropython
+"""The matrix keypad driver against the membrane model, at the pin level, on a virtual clock:
+every key, contact bounce, typing speed, ghosting, a full queue, a held key, the async
+iterator, and a scan that allocates nothing."""
+
+import asyncio
+
+import micropython
+
+from drivers.keypad import Keypad
+from tools.models.bus import SimPin, VirtualClock
+from tools.models.keypad import KeypadMatrix
+
+ALL = "123A456B789C*0#D"
+
+
+def _rig(bounce_ms=5, seed=1, **opts):
+    clock = VirtualClock()
+    rows = [SimPin("row%d" % i, SimPin.OUT, value=1) for i in range(4)]
+    cols = [SimPin("col%d" % i, SimPin.IN, SimPin.PULL_UP) for i in range(4)]
+    matrix = KeypadMatrix(rows, cols, clock, bounce_ms=bounce_ms, seed=seed)
+    keypad = Keypad(rows, cols, ticks_ms=lambda: clock.now() // 1000, **opts)
+    return clock, matrix, keypad
+
+
+def _run(clock, keypad, until_ms, step_ms=5):
+    t = clock.now() // 1000
+    while t < until_ms:
+        t += step_ms
+        clock.us = t * 1000
+        keypad.scan(t)
+
+
+def _drain(keypad):
+    out = []
+    label = keypad.get()
+    while label is not None:
+        out.append(label)
+        label = keypad.get()
+    return "".join(out)
+
+
+def _type(matrix, text, start_ms, every_ms, hold_ms):
+    for i in range(len(text)):
+        matrix.press(text[i], start_ms + i * every_ms, hold_ms)
+    return start_ms + len(text) * every_ms + 200
+
+
+def test_every_key():
+    clock, matrix, keypad = _rig()
+    end = _type(matrix, ALL, 10, 200, 100)
+    _run(clock, keypad, end)
+    assert _drain(keypad) == ALL
+    assert keypad.dropped == 0
+
+
+def test_bounce_gives_one_key_per_press():
+    for seed in range(1, 21):
+        clock, matrix, keypad = _rig(seed=seed, bounce_ms=8)
+        matrix.press("7", 3, 80)
+        # The model really chatters: sampled every 0.25 ms, the contact changes many times.
+        changes = 0
+        last = 1
+        for us in range(3000, 12000, 250):
+            clock.us = us
+            keypad._rows[2].value(0)
+            level = keypad._cols[0].value()
+            keypad._rows[2].value(1)
+            changes += level != last
+            last = level
+        assert changes > 2, seed
+        clock.us = 0
+        _run(clock, keypad, 400, step_ms=1)  # a fast scan sees every bounce
+        assert _drain(keypad) == "7", seed
+
+
+def test_fast_typing_loses_and_doubles_nothing():
+    # 8 keys a second, 40 ms presses, 5 ms bounce, at odd phases to the 5 ms scan.
+    text = ALL + "0123456789" + "D#0*C987B654A321"
+    for seed in range(1, 6):
+        clock, matrix, keypad = _rig(seed=seed, queue=64)
+        end = _type(matrix, text, seed, 125, 40)
+        _run(clock, keypad, end)
+        assert _drain(keypad) == text, seed
+
+
+def test_rollover_two_keys_held_is_not_a_ghost():
+    # A quick typist presses the next key before letting go of the last one.
+    clock, matrix, keypad = _rig()
+    end = _type(matrix, "15963", 7, 70, 110)
+    _run(clock, keypad, end)
+    assert _drain(keypad) == "15963"
+
+
+def test_ghost_rectangle_is_rejected():
+    clock, matrix, keypad = _rig()
+    matrix.press("1", 0, 1000)
+    matrix.press("2", 100, 900)
+    matrix.press("4", 200, 300)  # 1, 2, 4 held: 5 closes too, through 4-1-2
+    clock.us = 250000
+    keypad._rows[1].value(0)
+    assert [c.value() for c in keypad._cols] == [0, 0, 1, 1]  # the ghost is physical
+    keypad._rows[1].value(1)
+    clock.us = 0
+    _run(clock, keypad, 300)
+    assert keypad.ghosted
+    assert _drain(keypad) == "12"
+    assert keypad.pressed() == ["1", "2"]
+    # 4 released: the rectangle clears; nothing late comes out of it.
+    _run(clock, keypad, 1300)
+    assert _drain(keypad) == ""
+    assert not keypad.ghosted
+    # Keys work again afterwards.
+    matrix.press("5", 1400, 80)
+    _run(clock, keypad, 1600)
+    assert _drain(keypad) == "5"
+
+
+def test_key_held_through_a_ghost_stays_blocked_until_released():
+    clock, matrix, keypad = _rig()
+    matrix.press("1", 0, 400)
+    matrix.press("2", 100, 300)
+    matrix.press("4", 200, 800)  # still held after 1 and 2 go
+    _run(clock, keypad, 900)
+    assert _drain(keypad) == "12"  # 4 never came out: it cannot be told from the ghost 5
+    matrix.press("4", 1200, 80)
+    _run(clock, keypad, 1400)
+    assert _drain(keypad) == "4"
+
+
+def test_queue_overflow_drops_the_newest_and_counts():
+    clock, matrix, keypad = _rig(queue=4)
+    end = _type(matrix, "123456", 0, 150, 60)
+    _run(clock, keypad, end)
+    assert keypad.pending() == 4
+    assert keypad.dropped == 2
+    assert _drain(keypad) == "1234"
+
+
+def test_held_key_is_one_key():
+    clock, matrix, keypad = _rig()
+    matrix.press("#", 10, 3000)
+    _run(clock, keypad, 3500)
+    assert _drain(keypad) == "#"
+
+
+def test_async_iterator_yields_labels_in_order():
+    clock, matrix, keypad = _rig(scan_ms=0)
+
+    def ticks():
+        clock.advance(5000)  # each scan is 5 ms of virtual time later
+        return clock.now() // 1000
+
+    keypad._ticks = ticks
+    _type(matrix, "42*#", 20, 150, 60)
+    got = []
+
+    async def collect():
+        async for label in keypad:
+            got.append(label)
+            if len(got) == 4:
+                break
+
+    asyncio.run(collect())
+    assert "".join(got) == "42*#"
+
+
+def test_scan_allocates_nothing():
+    clock, matrix, keypad = _rig()
+    matrix.press("9", 0, 100)
+    matrix.press("C", 0, 100)
+    _run(clock, keypad, 10)
+    micropython.heap_lock()  # on MicroPython any allocation now raises MemoryError
+    try:
+        for t in range(15, 200, 5):
+            clock.us = t * 1000
+            keypad.scan(t)
+    finally:
+        micropython.heap_unlock()
+    assert _drain(keypad) == "9C"
