@@ -111,7 +111,6 @@ _FONT = (
     b"\x00\x02\x03\x01\x03\x02\x03\x01"  # 126 '~'
     b"\xaa\x55\xaa\x55\xaa\x55\xaa\x55"  # 127 DEL
 )
-_GLYPHS = b"".join(_FONT)
 
 
 class FrameBuffer:
@@ -179,7 +178,7 @@ class FrameBuffer:
             base = (code - 32) * 8
             for j in range(8):
                 if 0 <= x < self.width:
-                    column = _GLYPHS[base + j]
+                    column = _FONT[base + j]
                     yy = y
                     while column:
                         if column & 1 and 0 <= yy < self.height:
