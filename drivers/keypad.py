@@ -80,6 +80,7 @@ class Keypad:
         self._count = 0
         self.dropped = 0
         self.ghosted = False  # the last scan saw a rectangle
+        self._active = 0  # some key is closed or not yet settled open
         for row in self._rows:
             row.value(1)
 
@@ -91,6 +92,7 @@ class Keypad:
         raw = self._raw
         ncols = len(self._cols)
         r = 0
+        any_closed = 0
         for row in self._rows:
             row.value(0)
             mask = 0
@@ -101,7 +103,13 @@ class Keypad:
                 bit <<= 1
             row.value(1)
             raw[r] = mask
+            any_closed |= mask
             r += 1
+        # Idle fast path: nothing closed now and every key settled open. The per-key loop
+        # below is most of a scan's cost, and the keypad is idle nearly all the time.
+        if not any_closed and not self._active:
+            self.ghosted = False
+            return
         ghost = self._rectangle()
         self.ghosted = ghost
         last = self._last
@@ -127,6 +135,10 @@ class Keypad:
                 self._push(k)
             else:
                 state[k] = _UP
+        active = 0
+        for k in range(len(state)):
+            active |= last[k] | state[k]
+        self._active = active
 
     def _rectangle(self):
         # Two rows that share two or more closed columns.

@@ -40,7 +40,7 @@ class SSD1306:
         self.data_bytes = 0
         self.transactions = 0
         self.last_write_us = 0
-        self.commands = []  # every command with its arguments, as bytes, for tests to read
+        self.last_command = b""  # the last command with its arguments (no log: the sim runs long)
         if res is not None:
             res.on_change = self._res_changed
         self.reset()
@@ -132,7 +132,7 @@ class SSD1306:
         self._execute(bytearray((b,)))
 
     def _execute(self, cmd):
-        self.commands.append(bytes(cmd))
+        self.last_command = bytes(cmd)
         op = cmd[0]
         if op == 0x81:
             self.contrast = cmd[1]
