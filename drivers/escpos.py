@@ -91,6 +91,7 @@ QR_MODULE_DOTS = 4
 # Byte-mode capacity at error correction M, versions 1 to 10 (ISO/IEC 18004 table 7).
 QR_CAPACITY_M = (14, 26, 42, 62, 84, 106, 122, 152, 180, 213)
 
+_COLUMNS = const(32)  # font A, 12 dots wide, on 384 dots
 _RING = const(32)  # chunks tracked in flight; more than fit in any printer's buffer
 _POLL_MS = const(2)
 _FEED_LINES = const(2)  # from the head to the tear bar / cutter, past the receipt's own blanks
@@ -318,6 +319,13 @@ class EscPosPrinter:
     # ---- receipt ----------------------------------------------------------------------------
 
     async def _text_line(self, text, on=None, off=None, height=1):
+        # A line longer than the paper is sent a printed line at a time (the printer wraps it
+        # anyway): one long chunk could be more than the printer's whole buffer.
+        cols = _COLUMNS // height
+        while len(text) > cols:
+            await self._chunk(self._line_ms * height, on or b"", text[:cols])
+            on = None
+            text = text[cols:]
         await self._chunk(self._line_ms * height, on or b"", text, b"\n", off)
 
     async def _raster(self, width, height, data, align_center=True):
@@ -340,7 +348,7 @@ class EscPosPrinter:
 
     async def _qr_code(self, data):
         modules = qr_modules(len(data))
-        if not self._qr or not modules:
+        if not self._qr or not modules or len(data) + 8 > self._budget:
             await self._text_line(data, _CENTER, _LEFT)
             return
         store = self._qr_store

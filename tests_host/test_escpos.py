@@ -264,3 +264,14 @@ def test_escv_status_prints_and_sees_paper_out():
     model, tap, printer, _ = _setup(19200, printer={"status": "escv"}, paper_lines=5)
     _raises(printer, _receipt(), PaperOut)
     assert not model.overrun
+
+
+def test_long_lines_and_small_buffer_do_not_overrun():
+    model, tap, printer, _ = _setup(19200, printer={"buffer_bytes": 96}, buffer_bytes=96)
+    long_line = "0123456789" * 20
+    _print(printer, long_line + "\n^BOLD " + long_line + "\n^QR " + "Q" * 100 + "\n")
+    assert not model.overrun
+    printed = model.text()
+    assert printed.replace("\n", "").startswith(long_line + long_line)
+    assert model.text().split("\n")[0] == long_line[:32]
+    assert "Q" * 32 in printed  # too big for this buffer as a QR: printed as text
