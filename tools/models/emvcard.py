@@ -89,7 +89,7 @@ class EmvCard:
         self.selected = None
         self.pending = b""  # for GET RESPONSE
         self.busy_us = 0
-        self.log = []  # APDUs received, for tests
+        self.log = []  # the last APDUs received, for tests
 
     def _pdol_len(self):
         n = 0
@@ -126,6 +126,8 @@ class EmvCard:
 
     def apdu(self, cmd):
         self.log.append(bytes(cmd))
+        if len(self.log) > 64:
+            self.log.pop(0)
         resp, self.busy_us = self._apdu(bytes(cmd))
         return resp
 

@@ -32,6 +32,8 @@ _ACK = b"\x00\x00\xff\x00\xff\x00"
 _NACK = b"\x00\x00\xff\xff\x00\x00"
 _ERROR = b"\x00\x00\xff\x01\xff\x7f\x81\x00"
 
+_KEEP = 64  # frames and commands kept for tests: the simulated board polls for hours
+
 ACK_US = 200
 CMD_US = 400  # firmware time of a local command
 FIELD_ON_US = 5000
@@ -66,8 +68,8 @@ class PN532Model:
         self.field = list(cards or [])
         self.spi_msb = spi_msb
         self.uart_byte_us = uart_byte_us
-        self.host_frames = []  # every frame the host sent, for tests
-        self.commands = []  # every command executed: (code, params)
+        self.host_frames = []  # the last frames the host sent, for tests
+        self.commands = []  # the last commands executed: (code, params)
         self.bad_frames = 0
         self.faults = []
         self._leave = 0
@@ -127,6 +129,8 @@ class PN532Model:
     def host_frame(self, data):
         data = bytes(data)
         self.host_frames.append(data)
+        if len(self.host_frames) > _KEEP:
+            self.host_frames.pop(0)
         i = data.find(b"\x00\xff")
         if i < 0 or len(data) < i + 4:
             self.bad_frames += 1
@@ -177,6 +181,8 @@ class PN532Model:
 
     def _execute(self, cmd, params):
         self.commands.append((cmd, bytes(params)))
+        if len(self.commands) > _KEEP:
+            self.commands.pop(0)
         if cmd == 0x02:
             return CMD_US, b"\x32\x01\x06\x07"
         if cmd == 0x14:
