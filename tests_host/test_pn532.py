@@ -126,8 +126,9 @@ def test_frames_on_the_wire_at_start_up():
             assert SAM_CONFIG in wire and LIST_TARGET in wire
 
 
-def test_responses_are_parsed_from_model_frames():
-    assert frame(b"\xd5\x03\x32\x01\x06\x07") == b"\x00\x00\xff\x06\xfa\xd5\x03\x32\x01\x06\x07\xe8\x00"
+def test_model_frames_carry_both_checksums():
+    want = b"\x00\x00\xff\x06\xfa\xd5\x03\x32\x01\x06\x07\xe8\x00"
+    assert frame(b"\xd5\x03\x32\x01\x06\x07") == want
 
 
 def test_no_card_poll_is_cheap_and_none():
