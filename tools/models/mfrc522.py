@@ -114,6 +114,15 @@ def _bits_of(data, nbits=None):
     return out
 
 
+LOG_MAX = 200  # entries kept in `frames` and `writes` (the heap of the unix port is small)
+
+
+def _log(entries, item):
+    entries.append(item)
+    if len(entries) > LOG_MAX:
+        del entries[0]
+
+
 class Field:
     """The RF field in front of the antenna: the cards in it, and when they leave."""
 
@@ -124,6 +133,9 @@ class Field:
         self.powered = False
 
     def add(self, card):
+        """The card enters the field (again): it powers up in IDLE."""
+        self.present(self.clock.now())
+        self._leaving = [e for e in self._leaving if e[1] is not card]
         if card not in self.cards:
             self.cards.append(card)
             if self.powered:
@@ -162,8 +174,8 @@ class MFRC522Model:
         self.field = field or Field(clock)
         self.selected = False
         self.corrupt_crc = 0
-        self.frames = []  # (direction, bytes) of every RF frame, for tests: ("tx"|"rx", data)
-        self.writes = []  # (register, value) of every register write, for tests
+        self.frames = []  # the last RF frames, for tests: ("tx"|"rx", data)
+        self.writes = []  # the last register writes, for tests: (register, value)
         self._hard_reset()
 
     # -- reset ------------------------------------------------------------------------------
@@ -248,7 +260,7 @@ class MFRC522Model:
         return r[reg]
 
     def _write(self, reg, value):
-        self.writes.append((reg, value))
+        _log(self.writes, (reg, value))
         r = self.regs
         if reg == COMMAND:
             r[COMMAND] = (r[COMMAND] & 0x10) | (value & 0x3F)
@@ -365,7 +377,7 @@ class MFRC522Model:
         air_bits = 2 + nbits + nbits // 8
         now = self.clock.now()
         tx_end = now + air_bits * BIT_US
-        self.frames.append(("tx", data))
+        _log(self.frames, ("tx", data))
         r[STATUS2] = (r[STATUS2] & 0xF8) | 0x03
 
         def sent():
@@ -451,7 +463,7 @@ class MFRC522Model:
         for i in range(len(stream)):
             if stream[i]:
                 data[i // 8] |= 1 << (i % 8)
-        self.frames.append(("rx", bytes(data)))
+        _log(self.frames, ("rx", bytes(data)))
         space = 64 - len(self.fifo)
         self.fifo.extend(data[:space])
         err = 0
@@ -494,7 +506,7 @@ class MFRC522Model:
             ok = auth(data[1], data[0], data[2:8])
             if ok:
                 break
-        self.frames.append(("tx", data[0:2]))
+        _log(self.frames, ("tx", data[0:2]))
         if not ok:
             self._timer(t_auth, None)
             return
