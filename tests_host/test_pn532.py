@@ -35,7 +35,7 @@ class Ntag:
 
     iso_dep = False
     sak = 0x00
-    atqa = b"\x00\x44"
+    atqa = b"\x44\x00"
 
     def __init__(self, record=None, uid=b"\x04\x11\x22\x33\x44\x55\x66"):
         self.uid = uid
@@ -389,3 +389,21 @@ def test_a_dead_reader_is_raised_after_many_polls():
         raise AssertionError("never raised")
     except PN532Timeout:
         assert faults == 19
+
+
+def test_tags_py_ntag_and_classic():
+    from tools.models import tags
+
+    rec = democard.encode(PAN, EXP)
+    ntag = tags.NTAG213(b"\x04\x11\x22\x33\x44\x55\x66")
+    for i in range(6):
+        ntag.write_page(4 + i, rec[4 * i:4 * i + 4])
+    classic = tags.MifareClassic1K(b"\x11\x22\x33\x44")
+    classic.write_block(4, rec[:16])
+    classic.write_block(5, rec[16:] + bytes(8))
+    for card in (ntag, classic):
+        clock, model, pn, tap = make("i2c", cards=[card])
+        reader = PN532Reader(pn)
+        assert reader.read_card() == (PAN, EXP), card
+        assert reader.read_card() is None  # halted by InRelease, woken by WUPA: same tap
+        assert pn.target_uid == card.uid

@@ -27,7 +27,7 @@ EXP = "2812"
 class DemoTag:
     iso_dep = False
     sak = 0x00
-    atqa = b"\x00\x44"
+    atqa = b"\x44\x00"
     uid = b"\x04\x11\x22\x33\x44\x55\x66"
 
     def __init__(self):

@@ -74,7 +74,7 @@ class EmvCard:
                 h = (h * 31 + ord(c)) & 0xFFFFFF
             uid = bytes([0x08, h >> 16, (h >> 8) & 0xFF, h & 0xFF])
         self.uid = uid
-        self.atqa = b"\x00\x04" if len(uid) == 4 else b"\x00\x44"
+        self.atqa = b"\x04\x00" if len(uid) == 4 else b"\x44\x00"  # as sent: LSB first
         # TL, T0 (FSCI 8: 256 bytes; TA TB TC follow), TA, TB (FWI 8: 77 ms), TC.
         self.ats = b"\x05\x78\x80\x80\x02"
         self.aids = aids or [(b"\xA0\x00\x00\x00\x03\x10\x10", b"VISA CREDIT", 1)]

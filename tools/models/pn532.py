@@ -85,6 +85,7 @@ class PN532Model:
         self._spi_pos = 0
         self._uart_in = bytearray()
         self.selected = False
+        self._powered = []  # ids of tags.py PICCs already powered in this field
 
     # -- the field ---------------------------------------------------------------------------
 
@@ -198,6 +199,8 @@ class PN532Model:
         if cmd == 0x40:
             return self._exchange(params)
         if cmd == 0x52:
+            if self.target is not None and not getattr(self.target, "iso_dep", False):
+                self.target.command(b"\x50\x00")  # HLTA
             self.target = None
             return CMD_US, b"\x00"
         return CMD_US, b"\x27"  # not supported in this model: "wrong context"
@@ -215,7 +218,11 @@ class PN532Model:
         card = self.field[0]
         uid = bytes(card.uid)
         us += REQA_US + CASCADE_US * (1 if len(uid) == 4 else 2 if len(uid) == 7 else 3)
-        out = b"\x01\x01" + bytes(card.atqa) + bytes([card.sak, len(uid)]) + uid
+        if hasattr(card, "reqa") and not self._activate(card):
+            return us + self.retries * TRY_US, b"\x00"
+        # ATQA travels LSB first (tags.py keeps it so); SENS_RES is reported MSB first.
+        atqa = bytes(card.atqa)
+        out = b"\x01\x01" + atqa[1:2] + atqa[0:1] + bytes([card.sak, len(uid)]) + uid
         if getattr(card, "iso_dep", False):
             ats = bytes(card.ats)
             if not ats or ats[0] != len(ats):
@@ -224,6 +231,25 @@ class PN532Model:
             us += RATS_US + len(ats) * RF_BYTE_US
         self.target = card
         return us, out
+
+    def _activate(self, card):
+        """ISO 14443-3 activation of a tags.py PICC: WUPA (so that a tag halted by the last
+        InRelease answers again), then anticollision and SELECT per cascade level."""
+        if id(card) not in self._powered:
+            card.field_on()
+            self._powered.append(id(card))
+        if card.reqa(True) is None:
+            return False
+        for sel in (0x93, 0x95, 0x97):
+            cln = card.anticollision(sel)
+            if cln is None:
+                return False
+            sak = card.select(sel, cln[:4])
+            if sak is None:
+                return False
+            if not sak & 0x04:
+                return True
+        return False
 
     def _exchange(self, params):
         card = self.target
@@ -241,6 +267,12 @@ class PN532Model:
             resp = card.apdu(data)
             frames = (len(data) + 3 + 63) // 64 + (len(resp or b"") + 3 + 63) // 64
             extra = frames * (2 * FDT_US + 4 * RF_BYTE_US)
+        elif data[:1] in (b"\x60", b"\x61") and len(data) >= 12 and hasattr(card, "classic_auth"):
+            # MIFARE authenticate: the PN532 runs Crypto1 itself; 0x14 is its auth error.
+            if not card.classic_auth(data[1], data[0], data[2:8]):
+                return CMD_US + 5000, b"\x14"
+            resp = b""
+            extra = 4 * FDT_US
         else:
             resp = card.command(data)
             extra = FDT_US
