@@ -36,7 +36,7 @@ endif
 test: lint test-micropython test-cpython
 
 test-micropython: $(VENV)/.installed
-	$(MICROPYTHON) -X heapsize=$(HEAP) tests_host/mprun.py
+	$(PY) tests_host/mpsuite.py --heapsize $(HEAP)
 
 test-cpython: $(VENV)/.installed
 	$(PY) -m pytest -q tests_host

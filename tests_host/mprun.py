@@ -2,6 +2,9 @@
 
     micropython -X heapsize=200000 tests_host/mprun.py [test_file.py ...]
 
+`make test` runs it once per file through tests_host/mpsuite.py (a fresh heap per file, as on a
+fresh board); run it directly to debug one file.
+
 A test file is portable when its first lines carry the marker `# portable: micropython`; such a
 file uses plain `test_*` functions with `assert`, no pytest fixtures. Every `test_*` function
 is called; the last line is `N passed, N failed`, and the exit status is 1 on any failure.

@@ -1,0 +1,60 @@
+"""Runs every portable test file on the MicroPython unix port, each in its own process with its
+own ESP32-like heap (as each would run on a fresh board), two at a time, and sums the results.
+
+    python tests_host/mpsuite.py [--heapsize N] [test_file.py ...]
+
+Ends with the line `N passed, N failed`; exit status 1 on any failure.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MICROPYTHON = Path(sys.executable).with_name("micropython")
+MARK = "# portable: micropython"
+_RESULT = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
+
+
+def portable_files():
+    return sorted(p.name for p in HERE.glob("test_*.py")
+                  if MARK in p.read_text().splitlines()[:5])
+
+
+def run_one(name, heapsize):
+    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=%d" % heapsize,
+                           str(HERE / "mprun.py"), name],
+                          cwd=HERE.parent, capture_output=True, text=True, timeout=600)
+    found = _RESULT.findall(proc.stdout)
+    if not found:
+        return name, 0, 1, proc.stdout + proc.stderr
+    passed, failed = int(found[-1][0]), int(found[-1][1])
+    if proc.returncode and not failed:
+        failed = 1
+    return name, passed, failed, proc.stdout + proc.stderr
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--heapsize", type=int, default=200000)
+    parser.add_argument("files", nargs="*")
+    args = parser.parse_args(argv)
+    names = args.files or portable_files()
+    total_passed = total_failed = 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, passed, failed, output in pool.map(lambda n: run_one(n, args.heapsize),
+                                                     names):
+            total_passed += passed
+            total_failed += failed
+            print("%-28s %3d passed, %d failed" % (name, passed, failed))
+            if failed:
+                print(output)
+    print("%d passed, %d failed" % (total_passed, total_failed))
+    return 1 if total_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
