@@ -9,6 +9,8 @@ MICROPYTHON := $(VENV)/bin/micropython
 # its objects and GC blocks are twice the size of the ESP32's 32-bit ones (8-byte words, 32-byte
 # blocks), so 200 000 bytes here hold about what 100 000 hold on the chip.
 HEAP ?= 200000
+# The simulated board's process also holds the chip models: see tools/sim/session.py.
+SIM_HEAP ?= 400000
 SCENARIO ?=
 OUT ?= out/sim
 PORT ?= 8583
@@ -28,9 +30,9 @@ venv: $(VENV)/.installed
 
 sim: $(VENV)/.installed
 ifeq ($(SCENARIO),)
-	$(PY) -m tools.sim --heapsize $(HEAP)
+	$(PY) -m tools.sim --heapsize $(SIM_HEAP)
 else
-	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) --heapsize $(HEAP)
+	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) --heapsize $(SIM_HEAP)
 endif
 
 test: lint test-micropython test-cpython

@@ -11,6 +11,8 @@ Environment:
   POS_CONFIG    JSON object of settings overriding the flash config (scenario config)
 """
 
+import binascii
+import gc
 import json
 import os
 
@@ -27,10 +29,6 @@ except ImportError:  # CPython: importable, but there is no littlefs to mount
 BLOCK_SIZE = 4096
 BLOCK_COUNT = 128  # 512 KB image, the size of a small ESP32 data partition
 ROOT = "/flash"
-
-
-class PaperOut(Exception):
-    """The printer has no paper; nothing (or only part) of the job was printed."""
 
 
 def _getenv(name, default=None):
@@ -179,121 +177,186 @@ class _Link:
                 self._board._dispatch(msg)
 
 
-class Reader:
-    """Card reader: the card the sim put in the field, taken once when read."""
+class _FastTimebase:
+    """The printer driver's time source on the simulated board. The driver paces its bytes to
+    the mechanism (line_ms per line); here that modelled time runs ten times faster than real
+    time, so a receipt takes about 0.2 s instead of 2 s and a 200-purchase campaign stays short,
+    while paper running out in the middle of a receipt can still be shown."""
 
-    def __init__(self, link):
-        self._link = link
-        self._card = None
+    def __init__(self, clock, uart):
+        self.clock = clock
+        self.uart = uart
 
-    def _present(self, card):
-        self._card = (str(card["pan"]), str(card.get("expiry", "")))
+    def ticks_ms(self):
+        return self.clock.now() // 1000
+
+    def sleep_ms(self, ms):
+        self.clock.advance(ms * 1000)
+        self.uart.pump()
+
+    async def wait_ms(self, ms):
+        self.sleep_ms(ms)
+        await asyncio.sleep_ms(ms // 10)
+
+
+def _card_model(card):
+    """The virtual card for a tap: a demo tag, or an EMV card, per the card's `profile`."""
+    from tools.models import emvcard, tags
+
+    pan, expiry = str(card["pan"]), str(card.get("expiry", "3012"))
+    profile = card.get("profile", "emv_visa")
+    if profile == "ntag213":
+        return tags.demo_ntag(pan, expiry, kind=tags.NTAG213)
+    if profile == "ntag215":
+        return tags.demo_ntag(pan, expiry)
+    if profile == "classic1k":
+        return tags.demo_classic(pan, expiry)
+    for make in emvcard.PROFILES:
+        if profile == "emv_" + make.__name__.replace("_like", ""):
+            return make(pan, expiry)
+    raise ValueError("unknown card profile %r" % profile)
+
+
+def _plain(value):
+    # Paper entries hold tuples and bytes; JSON wants lists and text.
+    if isinstance(value, (bytes, bytearray)):
+        return {"hex": binascii.hexlify(value).decode()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Reader:
+    """The reader driver, plus the link: a card read leaves the field and the sim hears of it."""
+
+    def __init__(self, board, driver):
+        self._board = board
+        self._driver = driver
 
     def read_card(self):
-        card = self._card
-        if card is None:
-            return None
-        self._card = None
-        self._link.send({"card_read": card[0][-4:]})
+        card = self._driver.read_card()
+        board = self._board
+        if card is not None and board.card is not None:
+            board.field_remove(board.card)
+            board.card = None
+            board.send({"card_read": card[0][-4:]})
         return card
 
 
-class Keypad:
-    """Async iterator over the key labels the sim pushes."""
+class _Display:
+    """The display driver; after each change the sim gets the text and the OLED's pixels."""
 
-    def __init__(self):
-        self._keys = []
-        self._event = asyncio.Event()
-
-    def _push(self, label):
-        if len(self._keys) < 32:  # a ring buffer on the real keypad: overflow drops keys
-            self._keys.append(label)
-        self._event.set()
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        while not self._keys:
-            self._event.clear()
-            await self._event.wait()
-        return self._keys.pop(0)
-
-
-class Display:
-    """16 x 8 character screen; only changes go to the sim."""
-
-    def __init__(self, link):
-        self._link = link
+    def __init__(self, board, driver, oled):
+        self._board = board
+        self._driver = driver
+        self._oled = oled
         self.lines = None
 
     def show(self, lines):
+        self._driver.show(lines)
         lines = [str(line) for line in lines]
-        if lines == self.lines:
-            return
-        self.lines = lines
-        self._link.send({"display": lines})
+        if lines != self.lines:
+            self.lines = lines
+            self._board.send({"display": lines,
+                              "fb": binascii.hexlify(self._oled.gddram).decode()})
 
 
-class Printer:
-    """Thermal printer model: the sim answers each job with printed or paper_out."""
+class _Printer:
+    """The ESC/POS driver; after each job the sim gets what reached the model's paper."""
 
-    def __init__(self, link):
-        self._link = link
-        self._paper = True
+    def __init__(self, board, driver, model):
+        self._board = board
+        self._driver = driver
+        self._model = model
         self._job = 0
-        self._results = {}  # job -> "printed" | "paper_out"
-        self._event = asyncio.Event()
-        self._paper_event = asyncio.Event()
-        self.on_paper = None  # optional callback(bool) run when the sim reports a paper change
 
     def paper_ok(self):
-        return self._paper
-
-    async def wait_paper(self):
-        """Return once paper is in."""
-        while not self._paper:
-            self._paper_event.clear()
-            await self._paper_event.wait()
-
-    def _set_paper(self, ok):
-        changed = ok != self._paper
-        self._paper = ok
-        self._paper_event.set()
-        if changed and self.on_paper is not None:
-            self.on_paper(ok)
-
-    def _result(self, job, result):
-        self._results[job] = result
-        self._event.set()
+        return self._driver.paper_ok()
 
     async def print_text(self, text):
         self._job += 1
-        job = self._job
-        self._link.send({"print": text, "job": job})
-        while job not in self._results:
-            self._event.clear()
-            await self._event.wait()
-        result = self._results.pop(job)
-        if result != "printed":
-            self._paper = False
-            raise PaperOut(result)
+        try:
+            await self._driver.print_text(text)
+        except Exception:
+            self.report(False)
+            raise
+        self.report(True)
+
+    def report(self, ok):
+        entries = self._model.take_paper()
+        self._board.send({"paper_report": _plain(entries), "job": self._job, "ok": ok})
 
 
 class Board:
-    """The simulated board: the peripheral interface of docs/architecture.md."""
+    """The simulated board: the real drivers over simulated buses wired to the chip models
+    (tools/models), with the link to tools/sim for what a person does and sees."""
 
     name = "sim"
 
     def __init__(self, settings, flash=None):
+        from boards.common import assemble
+        from tools.models.bus import SimI2C, SimPin, SimSPI, SimUART, VirtualClock
+        from tools.models.escpos import EscPosModel
+        from tools.models.keypad import KeypadMatrix
+        from tools.models.ssd1306 import SSD1306
+
+        gc.collect()
+        before = gc.mem_alloc()
         self.settings = settings
         self.root = ROOT
         self.flash = flash
+        self.card = None
         self._link = _Link(self)
-        self.reader = Reader(self._link)
-        self.keypad = Keypad()
-        self.display = Display(self._link)
-        self.printer = Printer(self._link)
+        self.clock = clock = VirtualClock(real=True)
+        spi = SimSPI(clock, baudrate=5000000)
+        i2c = SimI2C(clock, freq=400000)
+        self.printer_model = EscPosModel(clock, baudrate=settings["printer_baud"],
+                                         buffer_bytes=settings["printer_buffer"],
+                                         line_ms=settings["printer_line_ms"])
+        uart = SimUART(clock, self.printer_model, baudrate=settings["printer_baud"])
+        self.printer_model.uart = uart
+        rows = [SimPin("row%d" % i, SimPin.OUT, value=1) for i in range(4)]
+        cols = [SimPin("col%d" % i, SimPin.IN, SimPin.PULL_UP) for i in range(4)]
+        self.matrix = KeypadMatrix(rows, cols, clock)
+        cs = SimPin("reader_cs", SimPin.OUT, value=1)
+        rst = SimPin("reader_rst", SimPin.OUT, value=1)
+        self.oled = SSD1306(128, settings["display_height"], clock=clock)
+        i2c.attach(settings["display_addr"], self.oled)
+        kind = settings["reader"]
+        if kind == "rc522":
+            from tools.models.mfrc522 import MFRC522Model
+
+            model = MFRC522Model(clock)
+            spi.attach(model, cs)
+            self.field_add, self.field_remove = model.field.add, model.field.remove
+        else:
+            from tools.models.pn532 import PN532Model
+
+            model = PN532Model(clock)
+            if kind == "pn532_spi":
+                spi.attach(model, cs)
+            else:
+                i2c.attach(0x24, model)
+            self.field_add, self.field_remove = model.put, model.remove
+        gc.collect()
+        # The models are the simulated board's own weight: a real board carries none of it.
+        self.model_heap = gc.mem_alloc() - before
+        parts = assemble(settings, root=ROOT, spi=spi, i2c=i2c, uart=uart, rows=rows,
+                         cols=cols, reader_cs=cs, reader_rst=rst, clock=clock,
+                         sleep_us=clock.advance, timebase=_FastTimebase(clock, uart),
+                         ticks_ms=self.ticks_ms)
+        self.reader = _Reader(self, parts.reader)
+        self.keypad = parts.keypad
+        self.display = _Display(self, parts.display, self.oled)
+        self.printer = _Printer(self, parts.printer, self.printer_model)
+        # A press is held past the debounce time, as a finger would.
+        self._hold_ms = settings["keypad_debounce_ms"] + 30
+
+    def ticks_ms(self):
+        return self.clock.now() // 1000
+
+    def send(self, obj):
+        self._link.send(obj)
 
     async def start(self):
         """Open the link to the sim and say hello; call first, inside the event loop."""
@@ -302,6 +365,7 @@ class Board:
             raise OSError("POS_SIM_LINK is not set: run the simulated board with tools/sim")
         await self._link.open("127.0.0.1", int(port))
         self._link.send({"hello": 1})
+        self.log("sim: chip models hold %d bytes of heap" % self.model_heap)
 
     def report(self, state):
         self._link.send({"state": state})
@@ -311,15 +375,17 @@ class Board:
 
     def _dispatch(self, msg):
         if "key" in msg:
-            self.keypad._push(str(msg["key"]))
+            self.matrix.press(str(msg["key"]), self.ticks_ms(), self._hold_ms)
         elif "card" in msg:
-            self.reader._present(msg["card"])
+            if self.card is not None:
+                self.field_remove(self.card)
+            self.card = _card_model(msg["card"])
+            self.field_add(self.card)
         elif "paper" in msg:
-            self.printer._set_paper(msg["paper"] == "in")
-        elif "printed" in msg:
-            self.printer._result(msg["printed"], "printed")
-        elif "paper_out" in msg:
-            self.printer._result(msg["paper_out"], "paper_out")
+            if msg["paper"] == "in":
+                self.printer_model.load_paper()
+            else:
+                self.printer_model.set_paper_out()
 
 
 _flash = None

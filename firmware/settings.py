@@ -40,6 +40,18 @@ DEFAULTS = {
     "mac_key": "2B7E151628AED2A6ABF7158809CF4F3C",  # AES-128 MAC key, hex (TEST KEY)
     "pin_key": "000102030405060708090A0B0C0D0E0F",  # AES-128 PIN key, hex (TEST KEY)
     "poll_ms": 50,  # card reader poll period while waiting for a card
+    "reader": "pn532_i2c",  # card reader: rc522 (SPI), pn532_i2c, pn532_spi
+    "classic_key": "FFFFFFFFFFFF",  # MIFARE Classic key A of demo cards, hex (TEST KEY)
+    "display": "ssd1306_i2c",  # OLED bus: ssd1306_i2c (ssd1306_spi needs DC/RES pins)
+    "display_height": 64,  # OLED rows: 64 or 32
+    "display_addr": 60,  # OLED I2C address (60 = 0x3C, 61 = 0x3D)
+    "keypad_debounce_ms": 30,  # a key counts after reading stable this long, ms
+    "printer_baud": 9600,  # printer UART speed (9600 or 19200 on most TTL printers)
+    # Measured per printer: the overrun guard trusts it, so never guess it low.
+    "printer_line_ms": 60,  # ms the mechanism takes per text line
+    "printer_buffer": 256,  # printer receive buffer, bytes
+    "printer_status": "dle",  # status query: dle (DLE EOT), escv (ESC v 0) or none
+    "printer_cut": False,  # the printer has a cutter (GS V)
     "heap_report": False,  # log gc heap figures after each transaction
 }
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("firmware", "boards", "drivers")
+# The simulated board also carries the chip models it wires under the drivers (never a real
+# board: `make build` leaves them out). *_png.py renders on the PC, with Pillow.
+SIM_PACKAGES = PACKAGES + ("tools", "tools/models")
 SOURCES = ("boot.py", "main.py")
 
 
@@ -25,7 +28,7 @@ def mpy_cross():
     return str(exe) if exe.exists() else "mpy-cross"
 
 
-def build(out, arch=None):
+def build(out, arch=None, packages=PACKAGES):
     """Compile into out (replaced); return [(module, source bytes, image bytes)]."""
     out = Path(out)
     if out.exists():
@@ -36,9 +39,11 @@ def build(out, arch=None):
         shutil.copy2(ROOT / name, out / name)
         size = (ROOT / name).stat().st_size
         rows.append((name, size, size))
-    for package in PACKAGES:
+    for package in packages:
         (out / package).mkdir()
         for src in sorted((ROOT / package).glob("*.py")):
+            if src.name.endswith("_png.py") or package == "tools" and src.name != "__init__.py":
+                continue
             dest = out / package / (src.stem + ".mpy")
             cmd = [mpy_cross(), "-o", str(dest), "-s", "%s/%s" % (package, src.name)]
             if arch:

@@ -347,6 +347,15 @@ class EscPosModel:
 
     # ---- what was printed -------------------------------------------------------------------
 
+    def take_paper(self):
+        """The entries printed since the last call, removed from the model (the simulated
+        board hands them to the PC after each job, so a long run does not fill the heap)."""
+        self._run(self.clock.now())
+        entries = self.paper
+        self.paper = []
+        self._job_starts = [0]
+        return entries
+
     def idle(self):
         """Everything received has been printed (mechanism at rest, buffer empty)."""
         self._run(self.clock.now())
