@@ -351,6 +351,7 @@ class Board:
         self.printer = _Printer(self, parts.printer, self.printer_model)
         # A press is held past the debounce time, as a finger would.
         self._hold_ms = settings["keypad_debounce_ms"] + 30
+        self._finger_free = 0
 
     def ticks_ms(self):
         return self.clock.now() // 1000
@@ -375,7 +376,11 @@ class Board:
 
     def _dispatch(self, msg):
         if "key" in msg:
-            self.matrix.press(str(msg["key"]), self.ticks_ms(), self._hold_ms)
+            # One finger: a key typed while the last is still held goes down after it is
+            # released, so fast typing from the PC never looks like a chord (ghost-rejected).
+            at = max(self.ticks_ms(), self._finger_free)
+            self.matrix.press(str(msg["key"]), at, self._hold_ms)
+            self._finger_free = at + self._hold_ms + 10
         elif "card" in msg:
             if self.card is not None:
                 self.field_remove(self.card)

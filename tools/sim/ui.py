@@ -127,42 +127,71 @@ class App:
             power, "up" if self.net_up else "DOWN", "in" if self.paper_in else "OUT",
             "DOWN" if self.host_down else "up",
             "idle" if state.get("idle") else (state.get("mode") or "-")), curses.A_BOLD)
-        # The 16 x 8 display.
-        put(2, 0, "+" + "-" * 16 + "+")
-        lines = s.board.lines if s.firmware.powered else []
-        for i in range(8):
-            text = lines[i] if i < len(lines) else ""
-            put(3 + i, 0, "|" + text[:16].ljust(16) + "|")
-        put(11, 0, "+" + "-" * 16 + "+")
-        put(12, 0, "queued %s unprinted %s" % (state.get("queued", "-"),
-                                               state.get("unprinted", "-")))
-        # Cards.
-        rx = 36
-        put(14, 0, "Test cards (t + number):", curses.A_BOLD)
+        # The OLED, drawn from the SSD1306 model's memory: 2 x 4 pixels per braille cell.
+        screen = oled_rows(s.board.framebuffer) if s.firmware.powered else None
+        if screen is None:
+            lines = s.board.lines if s.firmware.powered else []
+            screen = [(lines[i] if i < len(lines) else "").ljust(16) for i in range(8)]
+        width = max(len(row) for row in screen)
+        put(2, 0, "+" + "-" * width + "+")
+        for i, row in enumerate(screen):
+            put(3 + i, 0, "|" + row.ljust(width) + "|")
+        bottom = 3 + len(screen)
+        put(bottom, 0, "+" + "-" * width + "+")
+        put(bottom + 1, 0, "queued %s unprinted %s" % (state.get("queued", "-"),
+                                                       state.get("unprinted", "-")))
+        # The last receipt, scrolled to its end, right of the screen.
+        rx = width + 4
+        put(2, rx, "Last receipt", curses.A_BOLD)
+        body = [line for line in self.receipt if line.strip()][-(h - len(HELP) - 5):]
+        for i, text in enumerate(body):
+            put(3 + i, rx, text, width=32)
+        # Under the screen: cards, the terminal's log, the host's log.
+        top = bottom + 3
+        put(top, 0, "Test cards (t + number):", curses.A_BOLD)
         for i, card in enumerate(self.cards[:9]):
             label = card.get("label", card.get("status", "")).split(":")[0]
-            put(15 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=rx - 2)
-        # The last receipt, scrolled to its end.
-        put(2, 20, "Last receipt", curses.A_BOLD)
-        body = [line for line in self.receipt if line.strip()][-11:]
-        for i, text in enumerate(body):
-            put(3 + i, 20, text, width=32)
-        # Host log and terminal log.
-        lx = 54
-        if lx < w - 10:
-            put(2, lx, "Host", curses.A_BOLD)
-            host_log = list(getattr(s.host, "log", []))[-11:]
-            for i, text in enumerate(host_log):
-                put(3 + i, lx, text)
-        put(14, rx, "Terminal", curses.A_BOLD)
-        rows = max(0, h - len(HELP) - 2 - 15)
+            put(top + 1 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=32)
+        lx = 34
+        rows = max(0, h - len(HELP) - 2 - top - 1)
+        put(top, lx, "Terminal", curses.A_BOLD)
         for i, text in enumerate(self.term_log[-rows:] if rows else []):
-            put(15 + i, rx, text)
+            put(top + 1 + i, lx, text, width=rx - lx - 2)
+        hy = top + 11
+        put(hy, 0, "Host", curses.A_BOLD)
+        host_log = list(getattr(s.host, "log", []))
+        hrows = max(0, h - len(HELP) - 2 - hy - 1)
+        for i, text in enumerate(host_log[-hrows:] if hrows else []):
+            put(hy + 1 + i, 0, text[13:], width=32)
         base = h - len(HELP) - 1
         for i, text in enumerate(HELP):
             put(base + i, 0, text)
         put(h - 1, 0, "> " + self.message, curses.A_REVERSE)
         scr.refresh()
+
+
+def oled_rows(gddram, width=128):
+    """Braille text for an SSD1306 memory image (MONO_VLSB pages): each character cell shows
+    2 x 4 pixels, so 128 x 64 pixels fit in 64 x 16 characters. None when there is none."""
+    if not gddram:
+        return None
+    height = len(gddram) // width * 8
+    # Braille dot bits by (dx, dy) in the 2 x 4 cell.
+    dots = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+    rows = []
+    for cy in range(0, height, 4):
+        row = []
+        for cx in range(0, width, 2):
+            bits = 0
+            for dy in range(4):
+                y = cy + dy
+                byte_row = (y // 8) * width
+                for dx in range(2):
+                    if gddram[byte_row + cx + dx] >> (y % 8) & 1:
+                        bits |= dots[dy][dx]
+            row.append(chr(0x2800 + bits))
+        rows.append("".join(row))
+    return rows
 
 
 def _char(code, curses):
@@ -209,6 +238,9 @@ def run_ui(out="out/sim", heapsize=None, main=None):
     except ImportError:
         print("tools.sim: the interactive simulator needs the curses module", file=sys.stderr)
         return 2
+    import locale
+
+    locale.setlocale(locale.LC_ALL, "")  # braille cells for the OLED need a UTF-8 terminal
     try:
         curses.wrapper(lambda scr: asyncio.run(_main(scr, curses, out, heapsize, main)))
     except KeyboardInterrupt:
