@@ -25,6 +25,7 @@ sleep, not SPI traffic: a no-card poll is 12 SPI bytes of setup plus a few statu
 from micropython import const
 
 from drivers import democard
+from drivers.watch import PollWatch
 
 try:
     from time import sleep_us as _sleep_us
@@ -464,8 +465,9 @@ class RC522Reader:
     it is read again.
     """
 
-    def __init__(self, mfrc522, *, classic_key=b"\xff" * 6):
+    def __init__(self, mfrc522, *, classic_key=b"\xff" * 6, forget_ms=500):
         self.chip = mfrc522
+        self._watch = PollWatch(forget_ms)
         self.classic_key = bytes(classic_key)
         self._seen = []
         self._retry = False  # the last attempt failed mid-way: wake the card with WUPA
@@ -474,6 +476,8 @@ class RC522Reader:
 
     def read_card(self):
         chip = self.chip
+        if self._watch.lapsed():
+            self._seen = []  # nobody watched the field: a card there now is a new presentation
         try:
             atqa = chip.request(False)
             if atqa is None and (self._seen or self._retry):

@@ -30,6 +30,7 @@ import time
 from micropython import const
 
 from drivers import democard, emv
+from drivers.watch import PollWatch
 
 _TFI_HOST = const(0xD4)
 _TFI_PN532 = const(0xD5)
@@ -546,8 +547,9 @@ class PN532Reader:
     idle rate) the last one is raised: the runtime then resets the board, which resets the chip.
     """
 
-    def __init__(self, pn532, *, pdol_values=None):
+    def __init__(self, pn532, *, pdol_values=None, forget_ms=500):
         self._pn532 = pn532
+        self._watch = PollWatch(forget_ms)
         self._pdol_values = pdol_values
         self._latched = False
         self._absent = 0
@@ -555,6 +557,8 @@ class PN532Reader:
 
     def read_card(self):
         pn = self._pn532
+        if self._watch.lapsed():
+            self._latched = False  # nobody watched the field: see drivers/watch.py
         try:
             found = pn.list_target()
         except PN532Error:

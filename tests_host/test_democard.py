@@ -43,3 +43,17 @@ def test_bad_input_to_encode():
         except democard.CardFormatError:
             continue
         raise AssertionError((pan, exp))
+
+
+def test_poll_watch_lapses_after_a_gap():
+    from drivers.watch import PollWatch
+
+    now = [0]
+    watch = PollWatch(500, ticks=lambda: now[0])
+    assert not watch.lapsed()  # the first poll knows nothing yet
+    now[0] = 50
+    assert not watch.lapsed()
+    now[0] = 551
+    assert watch.lapsed()
+    now[0] = 600
+    assert not watch.lapsed()
