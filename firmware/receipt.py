@@ -3,6 +3,10 @@
 Shows what the source document asks a slip to carry: time, amount, masked card number, merchant
 name and ID, terminal ID and the references to look the transaction up (batch, trace number,
 RRN, authorisation code). Only the last four digits of the card number ever reach paper.
+
+Lines starting with `^` are printer directives (drivers/escpos.py): `^BIG text` prints double
+size, `^QR data` a QR code (the RRN, so the transaction can be looked up by scanning the slip).
+A printer that cannot do one prints its text plainly; directives never reach paper literally.
 """
 
 WIDTH = 32
@@ -38,7 +42,7 @@ def render(settings, txn, copy, reprint):
     """Text of one approval receipt copy; txn holds stan, batch, amount, l4, t, rrn, auth."""
     t = txn["t"]
     lines = [
-        _center(settings["merchant_name"]),
+        "^BIG " + settings["merchant_name"][:WIDTH // 2],
         _center(copy_label(copy, settings["receipt_copies"])),
     ]
     if reprint:
@@ -58,11 +62,12 @@ def render(settings, txn, copy, reprint):
         "-" * WIDTH,
         _pair("AMOUNT", format_amount(txn["amount"], settings["currency"])),
         "",
-        _center("APPROVED"),
+        "^BIG APPROVED",
     ]
     if copy == 1 and settings["receipt_copies"] > 1:
         lines += ["", "", "SIGNATURE NOT REQUIRED", "PIN VERIFIED"]
     else:
-        lines += ["", _center("THANK YOU"), _center("KEEP FOR YOUR RECORDS")]
+        lines += ["", "^QR " + txn["rrn"], _center("THANK YOU"),
+                  _center("KEEP FOR YOUR RECORDS")]
     lines += ["", "", ""]
     return "\n".join(lines) + "\n"
