@@ -28,11 +28,10 @@ def mount():
     return ""
 
 
-def build(settings, pins=PINS):
-    """Buses and pins from `pins` (this board's, or another ESP32 board's), then the drivers."""
+def buses(settings, pins=PINS):
+    """The buses and pins of `pins` (this board's, or another ESP32 board's), as keyword
+    arguments for boards.common.assemble (tools/hwcheck.py uses them one by one)."""
     from machine import I2C, SPI, UART, Pin
-
-    from boards.common import assemble
 
     p = pins
     spi = SPI(p["spi"]["id"], baudrate=p["spi"]["baudrate"], sck=Pin(p["spi"]["sck"]),
@@ -43,6 +42,12 @@ def build(settings, pins=PINS):
                 rx=p["uart"]["rx"], timeout=0)
     rows = [Pin(n, Pin.OUT, value=1) for n in p["keypad_rows"]]
     cols = [Pin(n, Pin.IN, Pin.PULL_UP) for n in p["keypad_cols"]]
-    return assemble(settings, root="", spi=spi, i2c=i2c, uart=uart, rows=rows, cols=cols,
-                    reader_cs=Pin(p["reader_cs"], Pin.OUT, value=1),
-                    reader_rst=Pin(p["reader_rst"], Pin.OUT, value=1))
+    return {"spi": spi, "i2c": i2c, "uart": uart, "rows": rows, "cols": cols,
+            "reader_cs": Pin(p["reader_cs"], Pin.OUT, value=1),
+            "reader_rst": Pin(p["reader_rst"], Pin.OUT, value=1)}
+
+
+def build(settings, pins=PINS):
+    from boards.common import assemble
+
+    return assemble(settings, root="", **buses(settings, pins))

@@ -24,8 +24,14 @@ def mount():
     return ""
 
 
+def buses(settings):
+    from boards import esp32_devkitc
+
+    return esp32_devkitc.buses(settings, PINS)
+
+
 def build(settings):
-    from boards.esp32_devkitc import build as build_with
+    from boards import esp32_devkitc
 
     # Same modules, same assembly: only the pin map differs.
-    return build_with(settings, PINS)
+    return esp32_devkitc.build(settings, PINS)

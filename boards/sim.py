@@ -287,6 +287,53 @@ class _Printer:
         self._board.send({"paper_report": _plain(entries), "job": self._job, "ok": ok})
 
 
+def buses(settings):
+    """The simulated board's buses and pins, wired to the chip models: (keyword arguments for
+    boards.common.assemble, the models). The board below uses them; so do the tests of
+    tools/hwcheck.py."""
+    from tools.models.bus import SimI2C, SimPin, SimSPI, SimUART, VirtualClock
+    from tools.models.escpos import EscPosModel
+    from tools.models.keypad import KeypadMatrix
+    from tools.models.ssd1306 import SSD1306
+
+    clock = VirtualClock(real=True)
+    spi = SimSPI(clock, baudrate=5000000)
+    i2c = SimI2C(clock, freq=400000)
+    printer = EscPosModel(clock, baudrate=settings["printer_baud"],
+                          buffer_bytes=settings["printer_buffer"],
+                          line_ms=settings["printer_line_ms"])
+    uart = SimUART(clock, printer, baudrate=settings["printer_baud"])
+    printer.uart = uart
+    rows = [SimPin("row%d" % i, SimPin.OUT, value=1) for i in range(4)]
+    cols = [SimPin("col%d" % i, SimPin.IN, SimPin.PULL_UP) for i in range(4)]
+    cs = SimPin("reader_cs", SimPin.OUT, value=1)
+    rst = SimPin("reader_rst", SimPin.OUT, value=1)
+    oled = SSD1306(128, settings["display_height"], clock=clock)
+    i2c.attach(settings["display_addr"], oled)
+    kind = settings["reader"]
+    if kind == "rc522":
+        from tools.models.mfrc522 import MFRC522Model
+
+        reader = MFRC522Model(clock)
+        spi.attach(reader, cs)
+        field = (reader.field.add, reader.field.remove)
+    else:
+        from tools.models.pn532 import PN532Model
+
+        reader = PN532Model(clock)
+        if kind == "pn532_spi":
+            spi.attach(reader, cs)
+        else:
+            i2c.attach(0x24, reader)
+        field = (reader.put, reader.remove)
+    wiring = {"spi": spi, "i2c": i2c, "uart": uart, "rows": rows, "cols": cols,
+              "reader_cs": cs, "reader_rst": rst, "clock": clock, "sleep_us": clock.advance,
+              "timebase": _FastTimebase(clock, uart), "ticks_ms": lambda: clock.now() // 1000}
+    models = {"clock": clock, "printer": printer, "oled": oled, "reader": reader,
+              "field": field, "keypad": KeypadMatrix(rows, cols, clock)}
+    return wiring, models
+
+
 class Board:
     """The simulated board: the real drivers over simulated buses wired to the chip models
     (tools/models), with the link to tools/sim for what a person does and sees."""
@@ -295,10 +342,6 @@ class Board:
 
     def __init__(self, settings, flash=None):
         from boards.common import assemble
-        from tools.models.bus import SimI2C, SimPin, SimSPI, SimUART, VirtualClock
-        from tools.models.escpos import EscPosModel
-        from tools.models.keypad import KeypadMatrix
-        from tools.models.ssd1306 import SSD1306
 
         gc.collect()
         before = gc.mem_alloc()
@@ -307,44 +350,16 @@ class Board:
         self.flash = flash
         self.card = None
         self._link = _Link(self)
-        self.clock = clock = VirtualClock(real=True)
-        spi = SimSPI(clock, baudrate=5000000)
-        i2c = SimI2C(clock, freq=400000)
-        self.printer_model = EscPosModel(clock, baudrate=settings["printer_baud"],
-                                         buffer_bytes=settings["printer_buffer"],
-                                         line_ms=settings["printer_line_ms"])
-        uart = SimUART(clock, self.printer_model, baudrate=settings["printer_baud"])
-        self.printer_model.uart = uart
-        rows = [SimPin("row%d" % i, SimPin.OUT, value=1) for i in range(4)]
-        cols = [SimPin("col%d" % i, SimPin.IN, SimPin.PULL_UP) for i in range(4)]
-        self.matrix = KeypadMatrix(rows, cols, clock)
-        cs = SimPin("reader_cs", SimPin.OUT, value=1)
-        rst = SimPin("reader_rst", SimPin.OUT, value=1)
-        self.oled = SSD1306(128, settings["display_height"], clock=clock)
-        i2c.attach(settings["display_addr"], self.oled)
-        kind = settings["reader"]
-        if kind == "rc522":
-            from tools.models.mfrc522 import MFRC522Model
-
-            model = MFRC522Model(clock)
-            spi.attach(model, cs)
-            self.field_add, self.field_remove = model.field.add, model.field.remove
-        else:
-            from tools.models.pn532 import PN532Model
-
-            model = PN532Model(clock)
-            if kind == "pn532_spi":
-                spi.attach(model, cs)
-            else:
-                i2c.attach(0x24, model)
-            self.field_add, self.field_remove = model.put, model.remove
+        wiring, models = buses(settings)
+        self.clock = models["clock"]
+        self.printer_model = models["printer"]
+        self.oled = models["oled"]
+        self.matrix = models["keypad"]
+        self.field_add, self.field_remove = models["field"]
         gc.collect()
         # The models are the simulated board's own weight: a real board carries none of it.
         self.model_heap = gc.mem_alloc() - before
-        parts = assemble(settings, root=ROOT, spi=spi, i2c=i2c, uart=uart, rows=rows,
-                         cols=cols, reader_cs=cs, reader_rst=rst, clock=clock,
-                         sleep_us=clock.advance, timebase=_FastTimebase(clock, uart),
-                         ticks_ms=self.ticks_ms)
+        parts = assemble(settings, root=ROOT, **wiring)
         self.reader = _Reader(self, parts.reader)
         self.keypad = parts.keypad
         self.display = _Display(self, parts.display, self.oled)
