@@ -465,7 +465,7 @@ class RC522Reader:
     it is read again.
     """
 
-    def __init__(self, mfrc522, *, classic_key=b"\xff" * 6, forget_ms=500):
+    def __init__(self, mfrc522, *, classic_key=b"\xff" * 6, forget_ms=200):
         self.chip = mfrc522
         self._watch = PollWatch(forget_ms)
         self.classic_key = bytes(classic_key)

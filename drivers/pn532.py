@@ -547,7 +547,7 @@ class PN532Reader:
     idle rate) the last one is raised: the runtime then resets the board, which resets the chip.
     """
 
-    def __init__(self, pn532, *, pdol_values=None, forget_ms=500):
+    def __init__(self, pn532, *, pdol_values=None, forget_ms=200):
         self._pn532 = pn532
         self._watch = PollWatch(forget_ms)
         self._pdol_values = pdol_values
