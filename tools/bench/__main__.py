@@ -24,10 +24,48 @@ MICROPYTHON = Path(sys.executable).with_name("micropython")
 PAN = "4761739001010010"
 
 
+HARDWARE = ("hw_mfrc522", "hw_pn532", "hw_display_keypad", "hw_printer")
+
+# Code in RAM once imported as .mpy (what an ESP32 holds unless the modules are frozen).
+CODE_HEAP = """
+import sys, gc
+sys.path.insert(0, %r)
+gc.collect(); a = gc.mem_alloc()
+import firmware.app, boards.common, drivers.keypad, drivers.display, drivers.ssd1306
+import drivers.escpos
+gc.collect(); b = gc.mem_alloc()
+import drivers.pn532, drivers.emv
+gc.collect(); c = gc.mem_alloc()
+import drivers.mfrc522
+gc.collect(); d = gc.mem_alloc()
+import boards.sim, tools.models.bus, tools.models.pn532, tools.models.emvcard, tools.models.tags
+import tools.models.keypad, tools.models.ssd1306, tools.models.escpos
+gc.collect(); e = gc.mem_alloc()
+print("firmware, keypad, display, printer  %%7d bytes" %% (b - a))
+print("PN532 reader with EMV               %%7d bytes" %% (c - b))
+print("RC522 reader                        %%7d bytes" %% (d - c))
+print("chip models (simulated board only)  %%7d bytes" %% (e - d))
+"""
+
+
 def micro():
     print("== hot paths on MicroPython (unix port, -X heapsize=200000)")
     subprocess.run([str(MICROPYTHON), "-X", "heapsize=200000", "tools/bench/mp_core.py"],
                    cwd=ROOT, check=True)
+    for name in HARDWARE:
+        print("== %s: modelled bus and card time (tools/models, virtual clock)" % name)
+        subprocess.run([str(MICROPYTHON), "-X", "heapsize=400000",
+                        "tools/bench/%s.py" % name], cwd=ROOT, check=True)
+
+
+def code_heap():
+    from tools.build import SIM_PACKAGES, build
+
+    print("== code in RAM as .mpy on the unix port (64-bit), per part")
+    with tempfile.TemporaryDirectory() as tmp:
+        build(tmp, packages=SIM_PACKAGES)
+        subprocess.run([str(MICROPYTHON), "-X", "heapsize=600000", "-c", CODE_HEAP % tmp],
+                       cwd=ROOT, check=True)
 
 
 def run_scenario(scenario, out, heapsize):
@@ -41,7 +79,7 @@ def run_scenario(scenario, out, heapsize):
     return proc.returncode, time.monotonic() - start, Path(out) / "run"
 
 
-def one_purchase(heapsize=200000):
+def one_purchase(heapsize):
     print("== one purchase on the simulated board (-X heapsize=%d, firmware as .mpy)" % heapsize)
     purchase = [{"tap": PAN}, {"keys": "1250#"}, {"keys": "1234#"},
                 {"wait": "settled", "timeout_ms": 20000}]
@@ -104,7 +142,8 @@ def main(argv=None):
     if args.min_heap:
         return min_heap(args.purchases, args.seed)
     micro()
-    return one_purchase()
+    code_heap()
+    return one_purchase(400000)
 
 
 if __name__ == "__main__":
