@@ -177,29 +177,22 @@ class _Link:
                 self._board._dispatch(msg)
 
 
-class _FastTimebase:
+def _fast_timebase(clock, uart):
     """The printer driver's time source on the simulated board. The driver paces its bytes to
     the mechanism (line_ms per line); here that modelled time runs ten times faster than real
     time, so a receipt takes about 0.2 s instead of 2 s and a 200-purchase campaign stays short,
     while paper running out in the middle of a receipt can still be shown."""
+    from tools.models.escpos import VirtualTimebase
 
-    def __init__(self, clock, uart):
-        self.clock = clock
-        self.uart = uart
+    class FastTimebase(VirtualTimebase):
+        async def wait_ms(self, ms):
+            self.sleep_ms(ms)  # the model's time: the whole wait
+            if hasattr(asyncio, "sleep_ms"):
+                await asyncio.sleep_ms(ms // 10)
+            else:  # CPython, in tests
+                await asyncio.sleep(ms / 10000)
 
-    def ticks_ms(self):
-        return self.clock.now() // 1000
-
-    def sleep_ms(self, ms):
-        self.clock.advance(ms * 1000)
-        self.uart.pump()
-
-    async def wait_ms(self, ms):
-        self.sleep_ms(ms)
-        if hasattr(asyncio, "sleep_ms"):
-            await asyncio.sleep_ms(ms // 10)
-        else:  # CPython, in tests
-            await asyncio.sleep(ms / 10000)
+    return FastTimebase(clock, uart)
 
 
 def _card_model(card):
@@ -331,7 +324,7 @@ def buses(settings):
         field = (reader.put, reader.remove)
     wiring = {"spi": spi, "i2c": i2c, "uart": uart, "rows": rows, "cols": cols,
               "reader_cs": cs, "reader_rst": rst, "clock": clock, "sleep_us": clock.advance,
-              "timebase": _FastTimebase(clock, uart), "ticks_ms": lambda: clock.now() // 1000}
+              "timebase": _fast_timebase(clock, uart), "ticks_ms": lambda: clock.now() // 1000}
     models = {"clock": clock, "printer": printer, "oled": oled, "reader": reader,
               "field": field, "keypad": KeypadMatrix(rows, cols, clock)}
     return wiring, models
