@@ -139,9 +139,17 @@ class _Link:
             return
         self._write(line)
 
+    def send_parts(self, parts):
+        """One line from byte strings, written piece by piece: the OLED's 1 KB of pixels goes
+        out without the several copies json.dumps and encode would make of it."""
+        if self._writer is None:
+            return
+        for part in parts:
+            self._write(part)
+
     def _write(self, line):
         try:
-            self._writer.write(line.encode())
+            self._writer.write(line if isinstance(line, bytes) else line.encode())
         except OSError:
             return
         # MicroPython's Stream.write writes what the socket takes and keeps the rest in out_buf;
@@ -253,8 +261,8 @@ class _Display:
         lines = [str(line) for line in lines]
         if lines != self.lines:
             self.lines = lines
-            self._board.send({"display": lines,
-                              "fb": binascii.hexlify(self._oled.gddram).decode()})
+            self._board.send_parts((b'{"fb": "', binascii.b2a_base64(self._oled.gddram)[:-1],
+                                    b'", "display": ', json.dumps(lines).encode(), b"}\n"))
 
 
 class _Printer:
@@ -369,6 +377,9 @@ class Board:
 
     def send(self, obj):
         self._link.send(obj)
+
+    def send_parts(self, parts):
+        self._link.send_parts(parts)
 
     async def start(self):
         """Open the link to the sim and say hello; call first, inside the event loop."""

@@ -12,6 +12,7 @@ afterwards"), written to events.jsonl and passed to listeners (the interactive U
 """
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -314,7 +315,7 @@ class BoardModel:
         if "display" in msg:
             self.lines = [str(x) for x in msg["display"]]
             if "fb" in msg:
-                self.framebuffer = bytes.fromhex(msg["fb"])
+                self.framebuffer = base64.b64decode(msg["fb"])
             self.events.emit("display", lines=self.lines)
         if "paper_report" in msg:
             self._paper(msg["paper_report"], msg.get("job"), bool(msg.get("ok")))
