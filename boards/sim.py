@@ -203,6 +203,11 @@ def _fast_timebase(clock, uart):
     return FastTimebase(clock, uart)
 
 
+# What a tapped card can be: an EMV contactless card (tools/models/emvcard.py) or a demo tag.
+CARD_PROFILES = ("emv_visa", "emv_mastercard", "emv_track2_only", "emv_long_pdol",
+                 "emv_multi_sfi", "ntag213", "ntag215", "classic1k")
+
+
 def _card_model(card):
     """The virtual card for a tap: a demo tag, or an EMV card, per the card's `profile`."""
     from tools.models import emvcard, tags

@@ -29,6 +29,7 @@ MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
     ({"steps": [{"wait": "idle", "timeout_ms": -1}]}, "timeout_ms"),
     ({"steps": [{"tap": "4761"}]}, "PAN"),
     ({"steps": [{"tap": "4761739001010010", "keys": "1"}]}, "unknown step"),
+    ({"cards": [{"pan": "4761739001010010", "profile": "amex"}], "steps": []}, "profile"),
 ])
 def test_bad_scenarios_are_refused(scenario, reason):
     with pytest.raises(ScenarioError, match=reason):

@@ -87,9 +87,14 @@ def validate(scenario):
     if cards is not None:
         if not isinstance(cards, list):
             raise ScenarioError("cards must be a list")
+        from boards.sim import CARD_PROFILES
+
         for card in cards:
             if not isinstance(card, dict) or not isinstance(card.get("pan"), str):
                 raise ScenarioError("each card needs a pan: %s" % json.dumps(card))
+            if card.get("profile", "emv_visa") not in CARD_PROFILES:
+                raise ScenarioError("card %s: profile must be one of %s" % (
+                    card["pan"][-4:], ", ".join(CARD_PROFILES)))
     steps = scenario.get("steps", [])
     if not isinstance(steps, list):
         raise ScenarioError("steps must be a list")
