@@ -28,8 +28,10 @@ MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
 # here) and every driver's code. Hence 400 000; `make bench` prints the breakdown.
 DEFAULT_HEAPSIZE = 400000
 KEY_LABELS = "0123456789ABCD*#"
-KEY_GAP_S = 0.03  # between key presses: human-ish, but fast (the keypad model holds each key
-# past the debounce time, so consecutive keys overlap briefly: rollover, which the driver takes)
+# A key press is held past the keypad's debounce time (boards/sim.py: debounce + 30 ms), and the
+# next one follows 10 ms after the release, as one quick finger types: a `keys` step ends when
+# its last key has been pressed and released, so a step after it happens after the keys.
+KEY_RELEASE_MS = 40
 TAP_TIMEOUT_MS = 30000
 
 
@@ -595,9 +597,12 @@ class SimSession:
         self.board.present(card)
 
     async def keys(self, labels):
+        from firmware.settings import DEFAULTS
+
+        debounce = self.config.get("keypad_debounce_ms", DEFAULTS["keypad_debounce_ms"])
         for label in labels:
             self.board.press(label)
-            await asyncio.sleep(KEY_GAP_S)
+            await asyncio.sleep((debounce + KEY_RELEASE_MS) / 1000)
 
     def host_fault(self, step):
         fields = {k: v for k, v in step.items() if k != "host"}
