@@ -16,8 +16,10 @@ OUT ?= out/sim
 PORT ?= 8583
 PURCHASES ?= 200
 ARCH ?=
+SEEDS ?= 1000
+INPUTS ?= 100000
 
-.PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean
+.PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz
 
 all: test
 
@@ -54,6 +56,13 @@ bench-heap: $(VENV)/.installed
 
 build: $(VENV)/.installed
 	$(PY) -m tools.build $(if $(ARCH),--arch $(ARCH))
+
+# Malformed-input fuzzing of the decoder, the framing and the core's response matching.
+fuzz: $(VENV)/.installed
+	$(PY) -m tools.fuzz --inputs $(INPUTS)
+
+dst: $(VENV)/.installed
+	$(PY) -m tools.dst --seeds $(SEEDS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
