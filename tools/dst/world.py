@@ -50,7 +50,7 @@ SETTINGS = {
 
 # Faults, each counted in the summary.
 FAULT_KINDS = ("drop", "delay", "duplicate", "reorder", "corrupt", "disconnect", "unsent",
-               "paper_out")
+               "outage", "paper_out")
 
 CARDS = load_cards()
 UNKNOWN_PAN = "4761739001019999"  # not on file at the host: declined 14
@@ -107,6 +107,9 @@ class World:
         self.cut_rate = rng.choice((0.0, 0.02, 0.06, 0.15))  # power cut after a journal write
         self.cut_every_ms = rng.choice((0, 0, 20000, 6000))  # mean time between timed cuts
         self.paper_rate = rng.choice((0.0, 0.05, 0.2))
+        self.outage_every_ms = rng.choice((0, 0, 15000, 40000))  # network down for a while
+        self.outage_until = -1
+        self.slow_until = -1
         self.disabled = set(disabled)  # fault ordinals not applied (shrinking)
         self.fault_no = 0
         self.stats = {k: 0 for k in FAULT_KINDS}
@@ -181,6 +184,8 @@ class World:
         self.power_on()
         if self.cut_every_ms:
             self.at(self.rng.expovariate(1 / self.cut_every_ms), self.timed_cut)
+        if self.outage_every_ms and self.intensity:
+            self.at(self.rng.expovariate(1 / self.outage_every_ms), self.outage)
         self.at(self.rng.randint(10, 500), self.customer)
         events = 0
         while self.queue:
@@ -356,6 +361,14 @@ class World:
         self.conns[cid] = conn
         self.links[kind] = cid
         mti = frame[:4].decode("ascii", "replace")
+        if self.now < self.outage_until and not self.healing:
+            if self.rng.random() < 0.5:
+                self.log("NET", "%s %s: link down, connection refused" % (kind, mti))
+                self.at(self.rng.randint(1, self.settings["connect_timeout_ms"]),
+                        self.link_event, conn, ("unsent", kind))
+            else:
+                self.log("NET", "%s %s: link down, request lost" % (kind, mti))
+            return
         if self.fault("unsent", 0.25):
             self.log("NET", "%s %s: connection refused (never sent)" % (kind, mti))
             self.at(self.rng.randint(1, self.settings["connect_timeout_ms"]), self.link_event,
@@ -373,6 +386,8 @@ class World:
             delay += self.rng.randint(0, 1500)
         if self.fault("delay", 0.15):
             delay += self.rng.randint(2000, 15000)
+        if self.now < self.slow_until and not self.healing:
+            delay += self.rng.randint(1000, 12000)
         if self.fault("corrupt", 0.1):
             frame = _corrupt(self.rng, frame)
             self.log("NET", "%s %s: request corrupted on the wire" % (kind, mti))
@@ -384,6 +399,20 @@ class World:
             # reads the first response (one response per exchange).
             self.inflight += 1
             self.at(delay + 1, self.host_receive, conn, frame, True)
+
+    def outage(self):
+        """The link goes down for a while: nothing gets through in either direction."""
+        if self.healing:
+            return
+        length = self.rng.choice((1000, 4000, 12000, 30000))
+        slow = self.rng.random() < 0.5
+        if self.fault("outage", 1 / self.intensity):
+            if slow:  # congestion: everything gets through, seconds late
+                self.slow_until = self.now + length
+            else:
+                self.outage_until = self.now + length
+            self.log("NET", "link %s for %d ms" % ("slow" if slow else "down", length))
+        self.at(self.rng.expovariate(1 / self.outage_every_ms) + length, self.outage)
 
     def link_event(self, conn, event):
         if conn["epoch"] != self.epoch or not conn["open"]:
@@ -414,6 +443,9 @@ class World:
         if duplicate:
             return
         kind = conn["kind"]
+        if self.now < self.outage_until and not self.healing:
+            self.log("NET", "%s response lost: link down" % resp_mti)
+            return
         if self.fault("drop", 0.25):
             self.log("NET", "%s response lost (connection stays open)" % resp_mti)
             return
@@ -426,6 +458,8 @@ class World:
             delay += self.rng.randint(0, 1500)
         if self.fault("delay", 0.2):
             delay += self.rng.randint(2000, 15000)
+        if self.now < self.slow_until and not self.healing:
+            delay += self.rng.randint(1000, 12000)
         if self.fault("corrupt", 0.1):
             resp = _corrupt(self.rng, resp)
             self.log("NET", "%s response corrupted on the wire" % resp_mti)
