@@ -39,6 +39,12 @@ PRINTING = "printing"
 MESSAGE = "message"  # a result on screen until message_ms or a key
 
 _DIGITS = "0123456789"
+# Status query answers that tell what became of the purchase: approved, no record, or the
+# original's decline. Anything else (63 the query itself refused, 91, 96) is no answer.
+_QUERY_OUTCOMES = ("00", "25", "05", "14", "51", "54", "55", "61", "75", "94")
+# A reversal or advice is done at the host when answered 00 (or 25: the host has no such
+# transaction, so there is nothing to reverse or confirm).
+_ACKNOWLEDGED = ("00", "25")
 
 
 class Terminal:
@@ -448,6 +454,11 @@ class Terminal:
             if not iso8583.matches(expect_mti, self._key_fields(txn), mti, fields):
                 self._log("mismatched %s ignored" % mti)
                 return
+            if mti == "0610" and fields.get(39) not in _QUERY_OUTCOMES:
+                # 63 (the host refused the query itself), 96, 91: it says nothing about the
+                # purchase, so it counts as no answer; the query timer asks again.
+                self._log("status query answered %s: no answer" % fields.get(39))
+                return
             self._resolved(actions, txn, fields)
         elif mti == "0410" or mti == "0230":
             busy = self.saf_busy
@@ -458,6 +469,13 @@ class Terminal:
             req = "0400" if mti == "0410" else "0220"
             if not iso8583.matches(req, self._key_fields(txn), mti, fields):
                 self._log("mismatched %s ignored" % mti)
+                return
+            if fields.get(39) not in _ACKNOWLEDGED:
+                # Refused (63: the request's MAC failed on the way) or not processed (96):
+                # not done at the host, so not done here; retried with backoff.
+                self._log("%s answered %s: not acknowledged" % (mti, fields.get(39)))
+                actions.append(("disarm", "saf"))
+                self._saf_failed(actions)
                 return
             self._saf_done(actions, txn)
         else:

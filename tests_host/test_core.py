@@ -346,3 +346,35 @@ def test_stan_unique_across_many_purchases():
         rig.answer(request, rc="05")
         rig.do(("timer", "msg"))
     assert stans == ["000001", "000002", "000003", "000004", "000005"]
+
+
+def test_query_answer_that_says_nothing_is_no_answer():
+    # 63: the host refused the query itself (its MAC failed on the way); not a decline.
+    rig = Rig(query_attempts=2)
+    rig.purchase()
+    rig.do(("timer", "resp"))
+    rig.answer(rig.sent[-1], rc="63")
+    assert rig.t.mode == core.QUERY and rig.journal[-1]["r"] == "send"
+    rig.do(("timer", "query"))
+    rig.answer(rig.sent[-1])
+    rig.finish_printing()
+    assert len(rig.printed) == 2 and rig.t.totals() == (1, 1250)
+
+
+def test_refused_advice_or_reversal_is_retried_not_taken_as_done():
+    rig = Rig()
+    rig.answer(rig.purchase())
+    rig.finish_printing()
+    rig.answer(rig.sent[-1], rc="63")  # the 0220 was refused: not confirmed
+    assert rig.journal[-1] == {"r": "pr", "stan": 1, "copy": 2}
+    assert "saf_retry" in rig.timers
+    rig.do(("timer", "saf_retry"))
+    assert rig.sent[-1][1] == "0220"
+    rig.answer(rig.sent[-1])
+    assert rig.journal[-1] == {"r": "conf", "stan": 1}
+    rig = Rig(query_attempts=1)
+    rig.purchase()
+    rig.do(("timer", "resp"))
+    rig.do(("timer", "query"))
+    rig.answer(rig.sent[-1], mti="0410", rc="96")
+    assert rig.journal[-1]["r"] == "rev" and rig.t.status()["reversals"] == 1

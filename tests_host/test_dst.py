@@ -12,24 +12,14 @@ from tools.dst.world import World
 
 SEEDS = range(200)
 
-# Real violations of the firmware found by the simulation, left to be fixed in firmware/
-# (see the report of the dst work). Each fails for the reason given; nothing else may fail.
-_CORRUPT_QUERY = (
-    "S2/S6: a status query (0600) corrupted on the wire is answered 0610 rc=63 by the host (bad "
-    "MAC: it did not even look the original up, left no tombstone); the core takes the 63 as "
-    "the original's decline and journals 'dec', while the host holds the purchase approved "
-    "(or approves the delayed original later): charged without a receipt, totals disagree.")
-_CORRUPT_ADVICE = (
-    "S5: a receipt-printed advice (0220) corrupted on the wire is answered 0230 rc=63 by the "
-    "host (nothing recorded); the core takes any 0230 matching on MTI/TID/STAN/amount as the "
-    "acknowledgement without looking at field 39, journals 'conf', and receipt_confirmed is "
-    "never set. The same field-39 check is missing for 0410 (a reversal answered 63 would be "
-    "taken as done while the host still holds the charge).")
-KNOWN_FAILURES = {
-    122: _CORRUPT_ADVICE,
-    439: _CORRUPT_ADVICE,
-    728: _CORRUPT_QUERY,
-    943: _CORRUPT_QUERY,
+# Seeds that found real violations in the core before it checked field 39 of 0610, 0230 and
+# 0410 answers (a status query or an advice corrupted on the wire is answered 63 by the host,
+# which did nothing): kept as regressions, each must now run clean.
+REGRESSIONS = {
+    122: "S5: a 0230 rc=63 (advice refused) was taken as the receipt confirmation",
+    439: "S5: a 0230 rc=63 (advice refused) was taken as the receipt confirmation",
+    728: "S2/S6: a 0610 rc=63 (query refused) was taken as the original's decline",
+    943: "S2/S6: a 0610 rc=63 (query refused) was taken as the original's decline",
 }
 
 
@@ -41,19 +31,15 @@ def test_fixed_seeds_run_clean():
     failing = {}
     for seed in SEEDS:
         violations = _violations(seed)
-        if violations and seed not in KNOWN_FAILURES:
+        if violations:
             failing[seed] = violations
     assert not failing, "new violations (replay: python -m tools.dst --replay SEED): %r" % (
         failing,)
 
 
-@pytest.mark.parametrize("seed", sorted(KNOWN_FAILURES))
-def test_known_firmware_failures(seed):
-    violations = _violations(seed)
-    if violations:
-        pytest.xfail("known firmware violation, seed %d: %s" % (seed, KNOWN_FAILURES[seed]))
-    pytest.fail("seed %d no longer fails: the firmware was fixed, drop it from KNOWN_FAILURES"
-                % seed)
+@pytest.mark.parametrize("seed", sorted(REGRESSIONS))
+def test_seeds_that_found_firmware_bugs_run_clean(seed):
+    assert _violations(seed) == [], REGRESSIONS[seed]
 
 
 def test_same_seed_same_run():
@@ -62,7 +48,9 @@ def test_same_seed_same_run():
     assert a.lines == b.lines and a.lines
 
 
-def test_shrink_keeps_the_failure():
+def test_shrink_keeps_the_failure(monkeypatch):
+    # Put the old advice bug back (any 0230 taken as the acknowledgement): seed 439 fails.
+    monkeypatch.setattr(core, "_ACKNOWLEDGED", ("00", "25", "63", "96"))
     purchases, disabled, w = runner.shrink(439)
     assert w.checker.violations
     again = World(439, purchases=purchases, disabled=disabled).run()
@@ -70,10 +58,8 @@ def test_shrink_keeps_the_failure():
 
 
 def _first_caught(rules):
-    """The first seed (known failures aside) whose run breaks one of `rules`."""
+    """The first seed whose run breaks one of `rules`."""
     for seed in SEEDS:
-        if seed in KNOWN_FAILURES:
-            continue
         violations = _violations(seed)
         if violations:
             assert violations[0][0] in rules, (seed, violations)
