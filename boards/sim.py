@@ -168,6 +168,12 @@ class _Link:
             self._draining = False
 
     async def _read_loop(self):
+        try:
+            await self._read_lines()
+        except Exception as e:  # noqa: BLE001 - the runtime stops and main.py resets the board
+            self._board.fatal = e
+
+    async def _read_lines(self):
         while True:
             try:
                 line = await self._reader.readline()
@@ -358,6 +364,7 @@ class Board:
         self.root = ROOT
         self.flash = flash
         self.card = None
+        self.fatal = None  # an error in the link's task: firmware/app.py stops on it
         self._link = _Link(self)
         wiring, models = buses(settings)
         self.clock = models["clock"]

@@ -223,7 +223,12 @@ class Runtime:
 
     async def clock(self):
         last_tick = ticks_ms()
-        while self.fatal is None:
+        board = self.board
+        while True:
+            # A task of ours, or one of the board's own (the simulated board's link), died.
+            self.fatal = self.fatal or getattr(board, "fatal", None)
+            if self.fatal is not None:
+                break
             now = ticks_ms()
             due = None
             for name, deadline in self.timers.items():

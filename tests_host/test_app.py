@@ -116,3 +116,22 @@ def test_boot_after_torn_write_cuts_the_tail_before_appending():
     again.journal.close()
     records = list(app.Journal(again.journal.path).replay())
     assert [r["r"] for r in records] == ["batch", "send", "dec"]
+
+
+def test_a_board_task_failure_stops_the_runtime():
+    board = Board("boardfail", "")
+    board.fatal = None
+    runtime = app.Runtime(board, _settings())
+
+    async def scenario():
+        task = asyncio.create_task(runtime.run())
+        await app.sleep_ms(100)
+        board.fatal = OSError("link task died")
+        await task
+
+    try:
+        asyncio.run(scenario())
+    except OSError as e:
+        assert "link task died" in str(e)
+        return
+    raise AssertionError("the runtime went on after the board's task died")

@@ -178,3 +178,13 @@ def test_scan_allocates_nothing():
     finally:
         micropython.heap_unlock()
     assert _drain(keypad) == "9C"
+
+
+def test_model_forgets_presses_that_are_over():
+    # A long simulated run (thousands of keys) must not grow the model's work or memory.
+    clock, matrix, keypad = _rig()
+    for i in range(3000):
+        t = i * 100
+        clock.us = t * 1000
+        matrix.press(ALL[i % 16], t, 60)
+    assert len(matrix._presses) <= 2

@@ -66,6 +66,10 @@ class KeypadMatrix:
         """Press `label` at `at_ms` (virtual time) and release it `hold_ms` later."""
         start = at_ms * 1000
         end = start + hold_ms * 1000
+        # Presses over and done with are dropped: a long run must not grow the list (and the
+        # scan's work) without bound.
+        now = self.clock.now()
+        self._presses = [p for p in self._presses if p[2] + self.bounce_us > now]
         self._presses.append((self.key_index(label), start, end, self._chatter(start),
                               self._chatter(end)))
         self._at = -1
