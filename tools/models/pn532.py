@@ -95,6 +95,9 @@ class PN532Model:
     def remove(self, card):
         if card in self.field:
             self.field.remove(card)
+        if id(card) in self._powered:
+            # Out of the field it loses power; and its id may be reused by the next card.
+            self._powered.remove(id(card))
         if self.target is card:
             self.target = None
 
