@@ -92,7 +92,7 @@ def _encode_field(field, value):
         elif not _check_chars(raw, 0x20, 0x7E):
             raise ValueError("field %d: not printable ASCII" % field)
     n = len(raw)
-    if n > size or (not prefix and n != size):
+    if n > size or (not prefix and n != size) or (n == 0 and fmt == _N):
         raise ValueError("field %d: length %d" % (field, n))
     if prefix:
         return (("%02d" if prefix == 2 else "%03d") % n).encode() + raw
@@ -191,7 +191,9 @@ def decode(message, mac_key):
                     raise ValueError("truncated field %d" % field)
                 length = int(_text(view[pos : pos + prefix], 0x30, 0x39, field))
                 pos += prefix
-                if length > size:
+                # An empty numeric field (a PAN of no digits) is no number at all: refused, as
+                # the host's decoder refuses it. Empty text (ans) is a value.
+                if length > size or length == 0 and fmt == _N:
                     raise ValueError("field %d: length %d" % (field, length))
             else:
                 length = size

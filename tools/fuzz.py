@@ -469,11 +469,17 @@ class Harness:
         for field in _MATCH:
             if fields.get(field) != want[field]:
                 return None
+        # docs/protocol.md, "What the terminal takes from an answer" (written out here again on
+        # purpose: the oracle does not borrow the firmware's own lists).
+        rc = fields.get(39)
         if mti == "0410":
-            return "revd", stan
+            return ("revd", stan) if rc in ("00", "25") else None
         if mti == "0230":
-            return "conf", stan
-        return ("ok" if fields.get(39) == "00" else "dec"), stan
+            return ("conf", stan) if rc in ("00", "25") else None
+        if mti == "0610" and rc not in ("00", "25", "05", "14", "51", "54", "55", "61", "75",
+                                        "94"):
+            return None
+        return ("ok" if rc == "00" else "dec"), stan
 
 
 # ---- frame generation ---------------------------------------------------------------------------
