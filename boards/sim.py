@@ -380,8 +380,10 @@ class Board:
         self.keypad = parts.keypad
         self.display = _Display(self, parts.display, self.oled)
         self.printer = _Printer(self, parts.printer, self.printer_model)
-        # A press is held past the debounce time, as a finger would.
-        self._hold_ms = settings["keypad_debounce_ms"] + 30
+        # A finger holds a key past the debounce time, and lifts it for longer than the
+        # debounce time too: a shorter gap reads as one long press (9999 typed as 9).
+        self._hold_ms = settings["keypad_debounce_ms"] + 20
+        self._lift_ms = settings["keypad_debounce_ms"] + 20
         self._finger_free = 0
 
     def ticks_ms(self):
@@ -414,7 +416,7 @@ class Board:
             # released, so fast typing from the PC never looks like a chord (ghost-rejected).
             at = max(self.ticks_ms(), self._finger_free)
             self.matrix.press(str(msg["key"]), at, self._hold_ms)
-            self._finger_free = at + self._hold_ms + 10
+            self._finger_free = at + self._hold_ms + self._lift_ms
         elif "card" in msg:
             if self.card is not None:
                 self.field_remove(self.card)

@@ -44,6 +44,10 @@ def test_200_purchases_with_faults_keep_the_contract(tmp_path):
     ledger = json.loads((out / "ledger.json").read_text())
     approved = [t for t in ledger if t["status"] == "approved"]
     assert len(approved) > PURCHASES // 2
+    # Every amount the host saw was typed on the keypad (a doubled digit read once would not be).
+    typed = {int(s["keys"][:-1]) for s in scenario["steps"]
+             if "keys" in s and s["keys"].endswith("#") and s["keys"][:-1].isdigit()}
+    assert {t["amount"] for t in ledger} <= typed
     assert all(t["receipt_confirmed"] for t in approved)
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
     pressed = [i for i, e in enumerate(events) if e["kind"] == "key" and e["label"] == "B"][-1]

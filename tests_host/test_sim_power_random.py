@@ -16,11 +16,16 @@ CONFIG = {"response_timeout_ms": 1500, "query_timeout_ms": 800, "query_attempts"
           "retry_base_ms": 300, "retry_max_ms": 1500, "message_ms": 300}
 
 
-def scenario(seed):
+def amounts(seed):
+    # Repeated digits on purpose: a key typed twice must count twice (1100, not 10).
     rng = random.Random(seed)
+    return [int(str(rng.randint(1, 9)) * rng.randint(2, 4)) for _ in range(PURCHASES)]
+
+
+def scenario(seed):
+    rng = random.Random(seed + 1)
     steps = [{"wait": "idle", "timeout_ms": 20000}]
-    for _ in range(PURCHASES):
-        amount = rng.randint(100, 20000)
+    for amount in amounts(seed):
         steps += [{"tap": "4761739001010010"}, {"keys": "%d#" % amount}, {"keys": "1234#"},
                   # The cut falls anywhere from sending the request to printing the copies
                   # and sending the confirmation.
@@ -43,6 +48,10 @@ def test_random_power_cuts_through_purchases(tmp_path):
     assert cuts == PURCHASES + 1  # and the one at the end of the run
     approved = [t for t in ledger if t["status"] == "approved"]
     assert approved and all(t["receipt_confirmed"] for t in approved)
+    # What reached the host is what was typed (in order; a purchase cut before it was sent
+    # leaves no trace there).
+    typed = iter(amounts(SEED))
+    assert all(t["amount"] in typed for t in ledger), [t["amount"] for t in ledger]
     pressed = [i for i, e in enumerate(events) if e["kind"] == "key" and e["label"] == "B"][-1]
     screen = [e["lines"] for e in events[pressed:] if e["kind"] == "display"][0]
     assert screen[1] == "Approved: %d" % len(approved), screen

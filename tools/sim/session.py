@@ -28,10 +28,9 @@ MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
 # here) and every driver's code. Hence 400 000; `make bench` prints the breakdown.
 DEFAULT_HEAPSIZE = 400000
 KEY_LABELS = "0123456789ABCD*#"
-# A key press is held past the keypad's debounce time (boards/sim.py: debounce + 30 ms), and the
-# next one follows 10 ms after the release, as one quick finger types: a `keys` step ends when
-# its last key has been pressed and released, so a step after it happens after the keys.
-KEY_RELEASE_MS = 40
+# boards/sim.py holds each key for the debounce time + 20 ms and lifts it for as long: a `keys`
+# step ends when its last key has been pressed and released, so a step after it comes after.
+KEY_MARGIN_MS = 20
 TAP_TIMEOUT_MS = 30000
 
 
@@ -602,7 +601,7 @@ class SimSession:
         debounce = self.config.get("keypad_debounce_ms", DEFAULTS["keypad_debounce_ms"])
         for label in labels:
             self.board.press(label)
-            await asyncio.sleep((debounce + KEY_RELEASE_MS) / 1000)
+            await asyncio.sleep(2 * (debounce + KEY_MARGIN_MS) / 1000)
 
     def host_fault(self, step):
         fields = {k: v for k, v in step.items() if k != "host"}
