@@ -101,7 +101,7 @@ def one_purchase(heapsize):
         max(peaks[1:]), len(peaks) - 1))
     print("  of which the purchase itself     %7d bytes" % (max(peaks[1:]) - idles[0]))
     spans = [s - t for t, s in zip(taps, settled)]
-    print("tap to settled (one finger, 70 ms a key) %7d ms (median of %d)" % (
+    print("tap to settled (one finger, 100 ms a key) %7d ms (median of %d)" % (
         sorted(spans)[len(spans) // 2], len(spans)))
     return 0
 
