@@ -108,7 +108,8 @@ class RealClock:
 class PN532:
     """The PN532 command protocol. A transport subclass provides `_write_data(buf)`,
     `_read_data(n)` (the first n bytes of the frame the chip offers, into `self._rx`; returns
-    the offset where they start) and `_wait_ready(us)` -> bool."""
+    the offset where they start), and either `_status_ready()` -> bool (one look at the chip's
+    ready bit: I2C, SPI) or its own `_wait_ready(us)` -> bool (UART)."""
 
     def __init__(self, *, reset=None, clock=None, passive_retries=PASSIVE_RETRIES):
         self._clock = clock if clock is not None else RealClock()
@@ -139,6 +140,24 @@ class PN532:
 
     def _elapsed(self, start):
         return _ticks_diff(self._clock.now(), start)
+
+    def _wait_ready(self, timeout_us):
+        """Until the chip has a frame for us: the IRQ line if it is wired (cheap to poll), else
+        the transport's status byte; False after timeout_us."""
+        clock = self._clock
+        start = clock.now()
+        while True:
+            if self._irq is not None:
+                if self._irq.value() == 0:
+                    return True
+                step = _IRQ_POLL_US
+            else:
+                if self._status_ready():
+                    return True
+                step = _POLL_US
+            if self._elapsed(start) >= timeout_us:
+                return False
+            clock.advance(step)
 
     def _view(self, mv, n):
         """An n-byte view of a buffer; the small ones are kept, so that the no-card poll
@@ -344,25 +363,12 @@ class PN532_I2C(PN532):
         self._i2c.readfrom_into(self._addr, self._view(self._rxv, n + 1))
         return 1
 
-    def _wait_ready(self, timeout_us):
-        clock = self._clock
-        start = clock.now()
-        while True:
-            if self._irq is not None:
-                if self._irq.value() == 0:
-                    return True
-                step = _IRQ_POLL_US
-            else:
-                try:
-                    self._i2c.readfrom_into(self._addr, self._status)
-                    if self._status[0] & 0x01:
-                        return True
-                except OSError:
-                    pass
-                step = _POLL_US
-            if self._elapsed(start) >= timeout_us:
-                return False
-            clock.advance(step)
+    def _status_ready(self):
+        try:
+            self._i2c.readfrom_into(self._addr, self._status)
+        except OSError:
+            return False  # the chip NACKs its address while busy
+        return self._status[0] & 0x01 != 0
 
 
 def _mirror_table():
@@ -440,26 +446,13 @@ class PN532_SPI(PN532):
                 rx[i] = m[rx[i]]
         return 0
 
-    def _wait_ready(self, timeout_us):
-        clock = self._clock
-        start = clock.now()
-        while True:
-            if self._irq is not None:
-                if self._irq.value() == 0:
-                    return True
-                step = _IRQ_POLL_US
-            else:
-                self._cs.value(0)
-                self._spi.write(self._status_cmd)
-                self._spi.readinto(self._one)
-                self._cs.value(1)
-                status = self._one[0] if self._mirror is None else self._mirror[self._one[0]]
-                if status & 0x01:
-                    return True
-                step = _POLL_US
-            if self._elapsed(start) >= timeout_us:
-                return False
-            clock.advance(step)
+    def _status_ready(self):
+        self._cs.value(0)
+        self._spi.write(self._status_cmd)
+        self._spi.readinto(self._one)
+        self._cs.value(1)
+        status = self._one[0] if self._mirror is None else self._mirror[self._one[0]]
+        return status & 0x01 != 0
 
 
 class PN532_UART(PN532):
