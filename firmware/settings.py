@@ -16,6 +16,13 @@ DEFAULTS = {
     "terminal_id": "TERM0001",  # ISO 8583 field 41, 8 characters
     "currency_code": "978",  # ISO 4217 numeric, field 49
     "currency": "EUR",  # ISO 4217 alpha, shown with amounts
+    "wifi_ssid": "",  # Wi-Fi network name; empty = no Wi-Fi (the simulated board's loopback)
+    "wifi_password": "",  # Wi-Fi password, 8 to 63 characters, empty for an open network (SECRET)
+    "wifi_retry_ms": 2000,  # first delay between Wi-Fi connection attempts, doubled per try
+    "wifi_timeout_ms": 15000,  # ms one Wi-Fi connection attempt may take
+    "ntp_host": "pool.ntp.org",  # NTP server for the receipt's date and time; empty = none
+    "ntp_port": 123,  # NTP server UDP port
+    "utc_offset_min": 0,  # local time minus UTC, minutes (receipts show local time)
     "host": "127.0.0.1",  # acquirer host address
     "port": 8583,  # acquirer host TCP port
     "connect_timeout_ms": 5000,  # ms to open the TCP connection to the host
