@@ -87,8 +87,76 @@ def merge(base, overrides, source):
     return out
 
 
+def _printable(text):
+    for c in text:
+        if not " " <= c <= "~":
+            return False
+    return True
+
+
+def _hex(text, digits):
+    return len(text) == digits and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _host(text):
+    return 0 < len(text) <= 253 and _printable(text) and " " not in text
+
+
+def _port(number):
+    return 1 <= number <= 65535
+
+
+def _upper3(text):
+    return len(text) == 3 and all("A" <= c <= "Z" for c in text)
+
+
+def _name(text):
+    return text != "" and all(c == "_" or "a" <= c <= "z" or "0" <= c <= "9" for c in text)
+
+
+def _wifi_password(text):
+    # WPA2: a passphrase of 8 to 63 printable ASCII characters, or the 256-bit PSK as 64 hex.
+    return text == "" or (8 <= len(text) <= 63 and _printable(text)) or _hex(text, 64)
+
+
+# name, rule, what a good value is. The messages never show the value: some are secrets.
+_RULES = (
+    ("terminal_id", lambda v: len(v) == 8 and _printable(v),
+     "exactly 8 printable ASCII characters"),
+    ("merchant_id", lambda v: len(v) == 15 and _printable(v),
+     "exactly 15 printable ASCII characters"),
+    ("merchant_name", lambda v: 1 <= len(v) <= 24 and _printable(v),
+     "1 to 24 printable ASCII characters"),
+    ("currency", _upper3, "3 uppercase letters (ISO 4217 alpha)"),
+    ("currency_code", lambda v: len(v) == 3 and all("0" <= c <= "9" for c in v),
+     "3 digits (ISO 4217 numeric)"),
+    ("host", _host, "1 to 253 printable ASCII characters without spaces"),
+    ("port", _port, "1 to 65535"),
+    ("ntp_host", lambda v: v == "" or _host(v),
+     "empty or 1 to 253 printable ASCII characters without spaces"),
+    ("ntp_port", _port, "1 to 65535"),
+    ("utc_offset_min", lambda v: -720 <= v <= 840, "-720 to 840 minutes"),
+    ("mac_key", lambda v: _hex(v, 32), "exactly 32 hex digits"),
+    ("pin_key", lambda v: _hex(v, 32), "exactly 32 hex digits"),
+    ("classic_key", lambda v: _hex(v, 12), "exactly 12 hex digits"),
+    ("wifi_ssid", lambda v: len(v.encode()) <= 32, "at most 32 bytes (UTF-8)"),
+    ("wifi_password", _wifi_password,
+     "empty, 8 to 63 printable ASCII characters, or exactly 64 hex digits"),
+    ("board", _name, "a board profile module name (lowercase letters, digits, _)"),
+)
+
+
+def validate(values, source="settings"):
+    """Check the values of the settings that have a rule (merge() has checked the types);
+    raise SettingsError naming the first bad setting and what it must be."""
+    for name, rule, what in _RULES:
+        if name in values and not rule(values[name]):
+            raise SettingsError("%s: %s must be %s" % (source, name, what))
+
+
 def load(path):
-    """Defaults, overridden by the JSON file at path if it exists."""
+    """Defaults, overridden by the JSON file at path if it exists; names, types and values
+    checked (SettingsError names the first bad setting)."""
     try:
         with open(path) as f:
             text = f.read()
@@ -100,4 +168,6 @@ def load(path):
         raise SettingsError("%s: not valid JSON" % path)
     if not isinstance(overrides, dict):
         raise SettingsError("%s: must hold a JSON object" % path)
-    return merge(DEFAULTS, overrides, path)
+    values = merge(DEFAULTS, overrides, path)
+    validate(values, path)
+    return values
