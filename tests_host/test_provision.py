@@ -1,0 +1,294 @@
+"""Provisioning tool: every field checked before anything runs, nothing written on bad input,
+secrets never printed, the exact mpremote command, the board-side install run on MicroPython."""
+
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from firmware import settings
+from tools import provision
+
+ROOT = Path(__file__).resolve().parents[1]
+MICROPYTHON = Path(sys.executable).with_name("micropython")
+
+MAC_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
+# Secrets of the good file: none of these may ever appear in the tool's output.
+PASSWORD = "Sw0rdfish-Provision"
+PIN_KEY = "C0FFEE00112233445566778899AABBCC"
+CLASSIC_KEY = "A0B1C2D3E4F5"
+SECRETS = (PASSWORD, MAC_KEY, MAC_KEY.lower(), PIN_KEY, PIN_KEY.lower(), CLASSIC_KEY)
+
+
+def aes_kcv(key_hex):
+    """Computed here on its own, not with the tool's function."""
+    enc = Cipher(algorithms.AES(bytes.fromhex(key_hex)), modes.ECB()).encryptor()
+    return enc.update(b"\0" * 16).hex()[:6]
+
+
+def good_values(**changes):
+    values = {
+        "board": "esp32_devkitc", "wifi_ssid": "shop-wifi", "wifi_password": PASSWORD,
+        "host": "acquirer.example.com", "port": 8583, "terminal_id": "TERM0042",
+        "merchant_id": "000000000054321", "merchant_name": "CORNER SHOP", "currency": "GBP",
+        "currency_code": "826", "mac_key": MAC_KEY, "mac_key_kcv": aes_kcv(MAC_KEY),
+        "pin_key": PIN_KEY, "pin_key_kcv": aes_kcv(PIN_KEY).upper(), "classic_key": CLASSIC_KEY,
+        "ntp_host": "", "utc_offset_min": 60,
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class FakeMpremote:
+    """Records each call; by default answers like mpremote after a good write."""
+
+    def __init__(self, returncode=0, stdout=None, stderr=""):
+        self.calls = []
+        self.sent = []
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def __call__(self, cmd, **kwargs):
+        self.calls.append((cmd, kwargs))
+        data = Path(cmd[cmd.index("cp") + 2]).read_bytes()
+        self.sent.append(data)
+        stdout = self.stdout
+        if stdout is None:
+            stdout = "cp x :config.json.new\nsha256sum :config.json\n%s\n" % (
+                hashlib.sha256(data).hexdigest())
+        return subprocess.CompletedProcess(cmd, self.returncode, stdout, self.stderr)
+
+
+def run_main(tmp_path, capsys, values, *args, runner=None):
+    path = tmp_path / "provision.local.json"
+    path.write_text(values if isinstance(values, str) else json.dumps(values))
+    runner = runner or FakeMpremote()
+    code = provision.main(["--port", "/dev/ttyUSB0", "--file", str(path), *args], runner=runner)
+    out, err = capsys.readouterr()
+    for secret in SECRETS:
+        assert secret not in out and secret not in err, secret
+    return code, out, err, runner
+
+
+# Each rule: the field, a bad value, the words the refusal must carry.
+BAD = [
+    ("terminal_id", "TERM001", "exactly 8 printable ASCII"),
+    ("terminal_id", "TERM\u00e901", "exactly 8 printable ASCII"),
+    ("merchant_id", "12345", "exactly 15 printable ASCII"),
+    ("merchant_name", "", "1 to 24 printable ASCII"),
+    ("merchant_name", "X" * 25, "1 to 24 printable ASCII"),
+    ("currency", "gbp", "3 uppercase letters"),
+    ("currency_code", "82", "3 digits"),
+    ("currency_code", "8A6", "3 digits"),
+    ("host", "", "without spaces"),
+    ("host", "acquirer .example.com", "without spaces"),
+    ("host", "a" * 254, "1 to 253"),
+    ("port", 0, "1 to 65535"),
+    ("port", 65536, "1 to 65535"),
+    ("port", "8583", "must be int"),
+    ("ntp_host", "pool ntp.org", "without spaces"),
+    ("utc_offset_min", -721, "-720 to 840"),
+    ("utc_offset_min", 841, "-720 to 840"),
+    ("mac_key", MAC_KEY[:-1], "exactly 32 hex digits"),
+    ("mac_key", MAC_KEY[:-1] + "X", "exactly 32 hex digits"),
+    ("pin_key", PIN_KEY + "00", "exactly 32 hex digits"),
+    ("classic_key", CLASSIC_KEY + "0", "exactly 12 hex digits"),
+    ("classic_key", CLASSIC_KEY[:-1] + "G", "exactly 12 hex digits"),
+    ("wifi_ssid", "s" * 33, "at most 32 bytes"),
+    ("wifi_ssid", "\u00e9" * 17, "at most 32 bytes"),
+    ("wifi_password", PASSWORD[:7], "8 to 63 printable ASCII"),
+    ("wifi_password", PASSWORD * 4, "8 to 63 printable ASCII"),
+    ("wifi_password", PASSWORD + "\u00e9", "8 to 63 printable ASCII"),
+    ("wifi_password", 12345678, "must be str"),
+    ("board", "common", "board profile in boards/"),
+    ("board", "__init__", "board profile in boards/"),
+    ("board", "esp32_nosuch", "board profile in boards/"),
+    ("board", "../boards/sim", "board profile"),
+    ("mac_key_kcv", "000000", "does not match mac_key"),
+    ("pin_key_kcv", "12345", "pin_key_kcv must be 6 hex digits"),
+    ("pin_key_kcv", "12345G", "pin_key_kcv must be 6 hex digits"),
+    ("pin_key_kcv", 123456, "pin_key_kcv must be 6 hex digits"),
+    ("classic_key_kcv", "000000", "unknown setting 'classic_key_kcv'"),
+    ("terminal", "TERM0042", "unknown setting 'terminal'"),
+]
+
+
+@pytest.mark.parametrize("field,value,words", BAD)
+def test_bad_field_is_named_and_nothing_runs(tmp_path, capsys, field, value, words):
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(**{field: value}))
+    assert code == 2
+    assert runner.calls == []
+    assert field in err and words in err and "nothing written" in err
+    if field in ("wifi_password", "mac_key", "pin_key", "classic_key"):
+        assert str(value) not in out + err
+    assert "verified" not in out
+
+
+GOOD = [
+    ("wifi_password", ""), ("wifi_password", "12345678"), ("wifi_password", "p" * 63),
+    ("wifi_password", "0123456789abcdef" * 4), ("wifi_ssid", ""), ("wifi_ssid", "\u00e9" * 16),
+    ("host", "10.0.0.2"), ("ntp_host", "pool.ntp.org"), ("port", 1), ("port", 65535),
+    ("utc_offset_min", -720), ("utc_offset_min", 840), ("merchant_name", "X" * 24),
+    ("board", "sim"), ("board", "esp32_s3_devkitc"), ("mac_key_kcv", None),
+    ("pin_key_kcv", None), ("mac_key", MAC_KEY.lower()),
+]
+
+
+@pytest.mark.parametrize("field,value", GOOD)
+def test_good_values_are_written(tmp_path, capsys, field, value):
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(**{field: value}))
+    assert code == 0, err
+    assert len(runner.calls) == 1 and "verified" in out
+
+
+def test_kcv_is_the_classic_aes_check_value():
+    assert aes_kcv(MAC_KEY).upper() == "7DF76B"
+    assert provision.kcv(MAC_KEY) == "7DF76B"
+    assert provision.kcv(PIN_KEY) == aes_kcv(PIN_KEY).upper()
+
+
+def test_kcv_mismatch_and_kcv_without_key(tmp_path, capsys):
+    code, _, err, runner = run_main(tmp_path, capsys,
+                                    good_values(pin_key_kcv=aes_kcv(MAC_KEY)))
+    assert code == 2 and runner.calls == []
+    assert "pin_key_kcv does not match pin_key" in err
+    code, _, err, runner = run_main(tmp_path, capsys, good_values(mac_key=None))
+    assert code == 2 and runner.calls == [] and "mac_key_kcv given without mac_key" in err
+
+
+def test_success_writes_only_the_given_fields_and_shows_secrets_masked(tmp_path, capsys):
+    values = good_values()
+    code, out, err, runner = run_main(tmp_path, capsys, values)
+    assert code == 0, err
+    (cmd, kwargs), = runner.calls
+    written = json.loads(runner.sent[0])
+    expected = {k: v for k, v in values.items() if not k.endswith("_kcv")}
+    assert written == expected and list(written) == list(expected)
+    (tmp_path / "config.json").write_bytes(runner.sent[0])
+    assert settings.load(str(tmp_path / "config.json")) == dict(settings.DEFAULTS, **expected)
+    assert kwargs["capture_output"] and kwargs["text"]
+    assert not Path(cmd[cmd.index("cp") + 2]).exists(), "the temporary file is removed"
+    digest = hashlib.sha256(runner.sent[0]).hexdigest()
+    assert "verified" in out and digest in out
+    assert "mac_key: **** (KCV 7DF76B)" in out
+    assert "pin_key: **** (KCV %s)" % aes_kcv(PIN_KEY).upper() in out
+    assert "classic_key: ****" in out and "wifi_password: ********" in out
+    assert 'terminal_id: "TERM0042"' in out
+
+
+def test_the_mpremote_command(tmp_path):
+    cmd = provision.build_command("socket://127.0.0.1:7000", "/tmp/c.json", "ab" * 32)
+    assert cmd[:6] == [sys.executable, "-m", "mpremote", "connect", "socket://127.0.0.1:7000",
+                       "resume"]
+    assert cmd[6:11] == ["fs", "cp", "-f", "/tmp/c.json", ":config.json.new"]
+    assert cmd[11:13] == ["+", "exec"] and "ab" * 32 in cmd[13]
+    assert cmd[14:] == ["+", "fs", "sha256sum", ":config.json"]
+    assert "soft-reset" not in cmd and "reset" not in cmd
+    with_reset = provision.build_command("COM3", "/tmp/c.json", "ab" * 32, reset=True)
+    assert with_reset == cmd[:4] + ["COM3"] + cmd[5:] + ["+", "reset"]
+
+
+def test_dry_run_prints_the_exact_command_and_writes_nothing(tmp_path, capsys):
+    values = good_values()
+    code, out, err, runner = run_main(tmp_path, capsys, values, "--dry-run", "--reset")
+    assert code == 0, err
+    assert runner.calls == []
+    config = {k: v for k, v in values.items() if not k.endswith("_kcv")}
+    digest = hashlib.sha256(provision.config_bytes(config)).hexdigest()
+    command = shlex.join(provision.build_command("/dev/ttyUSB0", "TMPFILE", digest, True))
+    assert "  " + command + "\n" in out
+    assert "mac_key: **** (KCV 7DF76B)" in out and "wifi_password: ********" in out
+
+
+def test_dry_run_refuses_bad_input_too(tmp_path, capsys):
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(port=0), "--dry-run")
+    assert code == 2 and runner.calls == [] and "port must be 1 to 65535" in err
+
+
+def test_unreadable_or_malformed_file(tmp_path, capsys):
+    runner = FakeMpremote()
+    code = provision.main(["--port", "COM3", "--file", str(tmp_path / "missing.json")],
+                          runner=runner)
+    assert code == 2 and runner.calls == []
+    assert "provision.template.json" in capsys.readouterr().err
+    secret_json = '{"wifi_password": "%s", "mac_key": "%s",' % (PASSWORD, MAC_KEY)
+    code, _, err, runner = run_main(tmp_path, capsys, secret_json)
+    assert code == 2 and runner.calls == [] and "not valid JSON" in err
+    code, _, err, runner = run_main(tmp_path, capsys, "[1, 2]")
+    assert code == 2 and runner.calls == [] and "JSON object" in err
+
+
+def test_mpremote_failure_is_reported_without_secrets(tmp_path, capsys):
+    # Whatever mpremote says (here: an echo of the file), the keys and password are scrubbed.
+    echo = "Traceback: %s %s %s %s" % (PASSWORD, MAC_KEY, PIN_KEY.lower(), CLASSIC_KEY)
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(),
+                                      runner=FakeMpremote(returncode=1, stdout=echo))
+    assert code == 1 and "mpremote failed" in err and "Traceback" in err
+    assert "verified" not in out
+
+
+def test_read_back_mismatch_is_refused(tmp_path, capsys):
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(),
+                                      runner=FakeMpremote(stdout="%s\n" % ("0" * 64)))
+    assert code == 1 and "does not read back as sent" in err and "verified" not in out
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(),
+                                      runner=FakeMpremote(stdout="cp x :config.json.new\n"))
+    assert code == 1 and "does not read back as sent" in err
+
+
+def test_provision_function_for_the_virtual_board():
+    runner = FakeMpremote()
+    digest = provision.provision("socket://127.0.0.1:7000", good_values(), runner=runner,
+                                 reset=True)
+    (cmd, _), = runner.calls
+    assert digest == hashlib.sha256(runner.sent[0]).hexdigest()
+    assert cmd[4] == "socket://127.0.0.1:7000" and cmd[-2:] == ["+", "reset"]
+    with pytest.raises(provision.InputError, match="terminal_id"):
+        provision.provision("COM3", good_values(terminal_id="T"), runner=runner)
+    assert len(runner.calls) == 1
+
+
+def test_template_has_test_values_only_and_is_documented():
+    template = json.loads((ROOT / "provision.template.json").read_text())
+    config = provision.config_values(template, "provision.template.json")
+    for key in ("mac_key", "pin_key", "classic_key"):
+        assert config[key] == settings.DEFAULTS[key], "the template carries the test keys"
+    for field in ("wifi_ssid", "wifi_password", "host", "port", "terminal_id", "merchant_id",
+                  "merchant_name", "currency", "currency_code", "mac_key", "pin_key",
+                  "classic_key", "board", "mac_key_kcv", "pin_key_kcv"):
+        assert field in template, field
+    doc = (ROOT / "docs" / "provisioning.md").read_text()
+    for field in template:
+        assert "| `%s` |" % field in doc, field
+
+
+def test_the_template_file_is_not_ignored_and_the_local_file_is():
+    ignored = subprocess.run(["git", "check-ignore", "-q", "provision.local.json"], cwd=ROOT)
+    assert ignored.returncode == 0
+    ignored = subprocess.run(["git", "check-ignore", "-q", "provision.template.json"], cwd=ROOT)
+    assert ignored.returncode == 1
+
+
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason="no MicroPython unix port")
+def test_install_code_on_micropython(tmp_path):
+    """The code the board runs: installs a matching file over config.json, refuses (and
+    removes) one whose hash differs, leaving the old config.json in place."""
+    data = provision.config_bytes({"terminal_id": "TERM0042"})
+    (tmp_path / "config.json").write_text('{"terminal_id": "TERM0001"}')
+    (tmp_path / "config.json.new").write_bytes(data)
+    (tmp_path / "install.py").write_text(provision.install_code(hashlib.sha256(data).hexdigest()))
+    proc = subprocess.run([str(MICROPYTHON), "install.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "config.json").read_bytes() == data
+    assert not (tmp_path / "config.json.new").exists()
+    (tmp_path / "config.json.new").write_bytes(data[:-2])
+    proc = subprocess.run([str(MICROPYTHON), "install.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode != 0 and "SHA-256 mismatch" in proc.stdout + proc.stderr
+    assert (tmp_path / "config.json").read_bytes() == data
+    assert not (tmp_path / "config.json.new").exists()

@@ -1,0 +1,240 @@
+"""Provisioning: writes a board's settings file `config.json` from a local JSON file (mpremote).
+
+    python -m tools.provision --port PORT [--file provision.local.json] [--dry-run] [--reset]
+
+PORT is what `mpremote connect` takes: a serial device (/dev/ttyUSB0, COM3) or
+`socket://127.0.0.1:PORT` (the virtual board). The file (default `provision.local.json`, which
+git ignores; start from `provision.template.json`) names the settings to write; the fields are
+described in docs/provisioning.md. Every value is checked first, with the firmware's own rules
+(firmware/settings.py: merge, then validate), the board profile against boards/, and each
+`<key>_kcv` given against its key; on any bad input nothing is written and the exit status is 2.
+
+On the board the file is copied to `config.json.new`, checked there against its SHA-256 and
+renamed over `config.json` (littlefs replaces atomically: the board never boots a half-written
+file), then `config.json` is read back by its SHA-256. mpremote `resume` avoids the soft reset;
+`--reset` resets the board at the end so the firmware boots with the new settings.
+
+Keys and the Wi-Fi password are never printed: the summary shows `****` and each AES key's
+check value (KCV), and any mpremote output is scrubbed of them before it is shown.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from firmware import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARDS = ROOT / "boards"
+NOT_PROFILES = ("__init__", "common")
+AES_KEYS = ("mac_key", "pin_key")
+SECRETS = ("mac_key", "pin_key", "classic_key", "wifi_password")
+REMOTE_NEW = "config.json.new"
+REMOTE = "config.json"
+TIMEOUT_S = 120
+
+
+class InputError(ValueError):
+    """Bad provisioning input: nothing was written."""
+
+
+class WriteError(RuntimeError):
+    """mpremote failed or the board's config.json does not read back as sent."""
+
+
+def kcv(key_hex):
+    """The classic key check value: the first 3 bytes of AES-128-ECB of 16 zero bytes, hex."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    encryptor = Cipher(algorithms.AES(bytes.fromhex(key_hex)), modes.ECB()).encryptor()
+    return (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex().upper()
+
+
+def board_profiles(boards_dir=BOARDS):
+    return sorted(p.stem for p in Path(boards_dir).glob("*.py") if p.stem not in NOT_PROFILES)
+
+
+def config_values(values, source="provisioning file", boards_dir=BOARDS):
+    """The settings to write (the `_kcv` fields checked and dropped), or InputError naming the
+    field. The rules are the firmware's, so the board accepts what passes here."""
+    if not isinstance(values, dict):
+        raise InputError("%s: must hold a JSON object" % source)
+    checks = {}
+    config = {}
+    for name, value in values.items():
+        if name.endswith("_kcv") and name[:-4] in AES_KEYS:
+            checks[name[:-4]] = value
+        else:
+            config[name] = value
+    try:
+        settings.validate(settings.merge(settings.DEFAULTS, config, source), source)
+    except settings.SettingsError as e:
+        raise InputError(str(e)) from None
+    if "board" in config and config["board"] not in board_profiles(boards_dir):
+        raise InputError("%s: board must be a board profile in boards/ (one of %s)"
+                         % (source, ", ".join(board_profiles(boards_dir))))
+    for key, check in checks.items():
+        field = key + "_kcv"
+        if not (isinstance(check, str) and len(check) == 6
+                and all(c in "0123456789abcdefABCDEF" for c in check)):
+            raise InputError("%s: %s must be 6 hex digits" % (source, field))
+        if key not in config:
+            raise InputError("%s: %s given without %s" % (source, field, key))
+        if kcv(config[key]) != check.upper():
+            raise InputError("%s: %s does not match %s (its KCV is %s): wrong key or wrong check"
+                             % (source, field, key, kcv(config[key])))
+    return config
+
+
+def config_bytes(config):
+    return (json.dumps(config, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def summary(config):
+    """Lines describing what is written, secrets masked."""
+    lines = []
+    for name, value in config.items():
+        if name in AES_KEYS:
+            shown = "**** (KCV %s)" % kcv(value)
+        elif name == "wifi_password":
+            shown = "********" if value else "(none: open network)"
+        elif name in SECRETS:
+            shown = "****"
+        else:
+            shown = json.dumps(value, ensure_ascii=False)
+        lines.append("  %s: %s" % (name, shown))
+    return lines
+
+
+def install_code(digest):
+    """Runs on the board: install config.json.new over config.json only if it is what was sent."""
+    return ('import os,hashlib,binascii\n'
+            'f=open("{new}","rb")\n'
+            'h=binascii.hexlify(hashlib.sha256(f.read()).digest()).decode()\n'
+            'f.close()\n'
+            'if h!="{digest}":\n'
+            ' os.remove("{new}")\n'
+            ' raise OSError("{new}: SHA-256 mismatch, not installed")\n'
+            # littlefs renames over a file atomically; FAT refuses, so it gets remove + rename.
+            'try:\n'
+            ' os.rename("{new}","{cur}")\n'
+            'except OSError:\n'
+            ' os.remove("{cur}")\n'
+            ' os.rename("{new}","{cur}")\n').format(new=REMOTE_NEW, cur=REMOTE, digest=digest)
+
+
+def build_command(port, tmpfile, digest, reset=False):
+    """One mpremote invocation: copy, check and install on the board, read back the hash."""
+    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume",
+           "fs", "cp", "-f", str(tmpfile), ":" + REMOTE_NEW,
+           "+", "exec", install_code(digest),
+           "+", "fs", "sha256sum", ":" + REMOTE]
+    if reset:
+        cmd += ["+", "reset"]
+    return cmd
+
+
+def _scrub(text, config):
+    for name in SECRETS:
+        value = config.get(name)
+        if value:
+            for form in {value, value.upper(), value.lower()}:
+                text = text.replace(form, "****")
+    return text
+
+
+def _read_back(stdout):
+    """The last 64-hex-digit line mpremote printed (fs sha256sum), or None."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip().lower()
+        if len(line) == 64 and all(c in "0123456789abcdef" for c in line):
+            return line
+    return None
+
+
+def provision(port, values, *, runner=subprocess.run, reset=False, source="provisioning file",
+              boards_dir=BOARDS):
+    """Check values (the provisioning file's object) and write them as the board's config.json.
+
+    Returns the SHA-256 (hex) of the config.json written and read back. Raises InputError before
+    anything runs on bad input, WriteError when mpremote fails or the read-back differs. runner
+    is called as subprocess.run(cmd, capture_output=True, text=True, timeout=...)."""
+    config = config_values(values, source, boards_dir)
+    data = config_bytes(config)
+    digest = hashlib.sha256(data).hexdigest()
+    fd, tmpfile = tempfile.mkstemp(prefix="config-", suffix=".json")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        proc = runner(build_command(port, tmpfile, digest, reset), capture_output=True,
+                      text=True, timeout=TIMEOUT_S)
+    finally:
+        os.remove(tmpfile)
+    output = _scrub((proc.stdout or "") + (proc.stderr or ""), config)
+    if proc.returncode != 0:
+        raise WriteError("mpremote failed (exit %d):\n%s" % (proc.returncode, output.rstrip()))
+    found = _read_back(proc.stdout or "")
+    if found != digest:
+        raise WriteError("config.json on the board does not read back as sent "
+                         "(SHA-256 %s, sent %s)" % (found, digest))
+    return digest
+
+
+def load_file(path):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        hint = " (copy provision.template.json to it and fill it in)" if not Path(path).exists() \
+            else ""
+        raise InputError("%s: cannot read: %s%s" % (path, e.strerror, hint)) from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        # The decoder's message gives the position only, never the text around it.
+        raise InputError("%s: not valid JSON: line %d column %d"
+                         % (path, e.lineno, e.colno)) from None
+
+
+def main(argv=None, runner=subprocess.run):
+    parser = argparse.ArgumentParser(prog="python -m tools.provision",
+                                     description="Write a board's config.json.")
+    parser.add_argument("--port", required=True,
+                        help="mpremote device: /dev/ttyUSB0, COM3, socket://127.0.0.1:PORT")
+    parser.add_argument("--file", default="provision.local.json",
+                        help="provisioning file (default: provision.local.json)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check and print what would be done; write nothing")
+    parser.add_argument("--reset", action="store_true", help="reset the board afterwards")
+    args = parser.parse_args(argv)
+    try:
+        values = load_file(args.file)
+        if args.dry_run:
+            config = config_values(values, args.file)
+            digest = hashlib.sha256(config_bytes(config)).hexdigest()
+            print("dry run: would run")
+            print("  " + shlex.join(build_command(args.port, "TMPFILE", digest, args.reset)))
+            print("with TMPFILE holding config.json (SHA-256 %s):" % digest)
+            print("\n".join(summary(config)))
+            return 0
+        digest = provision(args.port, values, runner=runner, reset=args.reset, source=args.file)
+    except InputError as e:
+        print("provision: %s; nothing written" % e, file=sys.stderr)
+        return 2
+    except WriteError as e:
+        print("provision: %s" % e, file=sys.stderr)
+        return 1
+    print("wrote config.json to %s, verified (SHA-256 %s):" % (args.port, digest))
+    print("\n".join(summary(config_values(values, args.file))))
+    if not args.reset:
+        print("the firmware is stopped at the REPL: reset the board (or use --reset) to boot it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
