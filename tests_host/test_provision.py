@@ -231,6 +231,14 @@ def test_mpremote_failure_is_reported_without_secrets(tmp_path, capsys):
     assert "verified" not in out
 
 
+def test_mpremote_timeout_is_a_write_error(tmp_path, capsys):
+    def runner(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    code, out, err, _ = run_main(tmp_path, capsys, good_values(), runner=runner)
+    assert code == 1 and "did not finish" in err and "verified" not in out
+
+
 def test_read_back_mismatch_is_refused(tmp_path, capsys):
     code, out, err, runner = run_main(tmp_path, capsys, good_values(),
                                       runner=FakeMpremote(stdout="%s\n" % ("0" * 64)))

@@ -174,6 +174,10 @@ def provision(port, values, *, runner=subprocess.run, reset=False, source="provi
             f.write(data)
         proc = runner(build_command(port, tmpfile, digest, reset), capture_output=True,
                       text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise WriteError("mpremote did not finish in %d s" % TIMEOUT_S) from None
+    except OSError as e:
+        raise WriteError("cannot run mpremote: %s" % e.strerror) from None
     finally:
         os.remove(tmpfile)
     output = _scrub((proc.stdout or "") + (proc.stderr or ""), config)
