@@ -361,7 +361,7 @@ class Board:
         gc.collect()
         before = gc.mem_alloc()
         self.settings = settings
-        self.root = ROOT
+        self.root = _root
         self.flash = flash
         self.card = None
         self.fatal = None  # an error in the link's task: firmware/app.py stops on it
@@ -375,7 +375,7 @@ class Board:
         gc.collect()
         # The models are the simulated board's own weight: a real board carries none of it.
         self.model_heap = gc.mem_alloc() - before
-        parts = assemble(settings, root=ROOT, **wiring)
+        parts = assemble(settings, root=_root, **wiring)
         self.reader = _Reader(self, parts.reader)
         self.keypad = parts.keypad
         self.display = _Display(self, parts.display, self.oled)
@@ -385,6 +385,14 @@ class Board:
         self._hold_ms = settings["keypad_debounce_ms"] + 20
         self._lift_ms = settings["keypad_debounce_ms"] + 20
         self._finger_free = 0
+        # Wi-Fi only when the config names a network: the WLAN model's access point is that
+        # network and the sim can take it down ({"ap": "down"}). Otherwise the PC's loopback.
+        self.wlan = self.ap = None
+        if settings["wifi_ssid"]:
+            from tools.models.wlan import WLAN, AccessPoint
+
+            self.ap = AccessPoint(settings["wifi_ssid"], settings["wifi_password"])
+            self.wlan = WLAN(aps=[self.ap], ticks_ms=self.ticks_ms)
 
     def ticks_ms(self):
         return self.clock.now() // 1000
@@ -422,6 +430,8 @@ class Board:
                 self.field_remove(self.card)
             self.card = _card_model(msg["card"])
             self.field_add(self.card)
+        elif "ap" in msg and self.ap is not None:
+            self.ap.up = msg["ap"] == "up"
         elif "paper" in msg:
             if msg["paper"] == "in":
                 self.printer_model.load_paper()
@@ -430,14 +440,21 @@ class Board:
 
 
 _flash = None
+_root = ROOT
 
 
 def mount():
-    """Mount the littlefs image named by POS_FLASH at /flash (once); return the root path."""
-    global _flash
-    if _flash is None and vfs is not None:
+    """Mount the littlefs image named by POS_FLASH at /flash (once); return the root path.
+
+    POS_FLASH=. makes the working folder the flash, mounted at the root as the ESP32 port's is:
+    the virtual board (tools/vboard.py) holds what was deployed and provisioned there.
+    """
+    global _flash, _root
+    if _getenv("POS_FLASH") == ".":
+        _root = ""
+    elif _flash is None and vfs is not None:
         _flash = mount_flash(_getenv("POS_FLASH", "sim_flash.img"))
-    return ROOT
+    return _root
 
 
 def build(settings):

@@ -1,15 +1,21 @@
-"""Builds the image that goes on a board's filesystem: firmware/, boards/ and drivers/ compiled
-to .mpy with mpy-cross, boot.py and main.py kept as source (MicroPython runs those two by name).
+"""Builds the image that goes on a board's filesystem: firmware/, drivers/ and the board's
+profile compiled to .mpy with mpy-cross, boot.py and main.py kept as source (MicroPython runs
+those two by name).
 
-    python -m tools.build [--arch ARCH] [--out DIR]
+    python -m tools.build [--board BOARD] [--arch ARCH] [--out DIR]     (make build BOARD=...)
 
-ARCH is mpy-cross's -march: `xtensawin` for ESP32, S2 and S3, `rv32imc` for C3 and C6; without
-it the bytecode is architecture-independent, which is what the simulated board runs.
+BOARD is a profile in boards/ (default esp32_devkitc); it picks mpy-cross's -march: `xtensawin`
+for ESP32, S2 and S3, `rv32imc` for C3 and C6 (--arch overrides). The image holds that profile
+and boards/common.py only. BOARD `sim` builds the virtual board's image: architecture-independent
+bytecode (what the unix port runs) and the chip models the simulated board wires under the
+drivers. The default output is build/BOARD/, which `make deploy` copies to the board.
+
 Precompiled modules load without the compiler: on the unix port compiling core.py from source
 needs more heap than running it does, and on an ESP32 the same holds, only tighter.
 """
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +27,14 @@ PACKAGES = ("firmware", "boards", "drivers")
 # board: `make build` leaves them out). *_png.py renders on the PC, with Pillow.
 SIM_PACKAGES = PACKAGES + ("tools", "tools/models")
 SOURCES = ("boot.py", "main.py")
+# Board profile -> mpy-cross architecture (None: portable bytecode, for the unix port).
+ARCH = {
+    "esp32_devkitc": "xtensawin",
+    "esp32_s3_devkitc": "xtensawin",
+    "sim": None,
+}
+ARCHES = ("xtensawin", "rv32imc", "armv6m", "armv7m", "armv7emsp", "x64", "x86")
+_SHARED_BOARD_FILES = ("__init__.py", "common.py")
 
 
 def mpy_cross():
@@ -28,9 +42,34 @@ def mpy_cross():
     return str(exe) if exe.exists() else "mpy-cross"
 
 
-def build(out, arch=None, packages=PACKAGES):
-    """Compile into out (replaced); return [(module, source bytes, image bytes)]."""
+def board_profiles(board):
+    """The profile and the profiles it borrows from (an S3 profile reuses the ESP32's buses)."""
+    found, todo = set(), [board]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        text = (ROOT / "boards" / (name + ".py")).read_text()
+        todo += re.findall(r"from boards import (\w+)", text)
+        todo += re.findall(r"\bboards\.(\w+)", text)
+    return found - {"common"}
+
+
+def _wanted(package, src, profiles):
+    if src.name.endswith("_png.py") or package == "tools" and src.name != "__init__.py":
+        return False
+    if package == "boards" and profiles is not None:
+        return src.name in _SHARED_BOARD_FILES or src.stem in profiles
+    return True
+
+
+def build(out, arch=None, packages=PACKAGES, board=None):
+    """Compile into out (replaced); return [(module, source bytes, image bytes)].
+
+    board: keep only that profile of boards/ (None keeps them all)."""
     out = Path(out)
+    profiles = board_profiles(board) if board else None
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -42,7 +81,7 @@ def build(out, arch=None, packages=PACKAGES):
     for package in packages:
         (out / package).mkdir()
         for src in sorted((ROOT / package).glob("*.py")):
-            if src.name.endswith("_png.py") or package == "tools" and src.name != "__init__.py":
+            if not _wanted(package, src, profiles):
                 continue
             dest = out / package / (src.stem + ".mpy")
             cmd = [mpy_cross(), "-o", str(dest), "-s", "%s/%s" % (package, src.name)]
@@ -54,21 +93,40 @@ def build(out, arch=None, packages=PACKAGES):
     return rows
 
 
+def build_board(board, out=None, arch=None):
+    """The image for a board profile: (output folder, architecture, rows)."""
+    if board not in ARCH:
+        raise ValueError("unknown board %r: one of %s" % (board, ", ".join(sorted(ARCH))))
+    arch = arch or ARCH[board]
+    out = Path(out) if out else ROOT / "build" / board
+    packages = SIM_PACKAGES if board == "sim" else PACKAGES
+    return out, arch, build(out, arch, packages, board)
+
+
+def size_table(rows):
+    lines = ["%-28s %8s %8s" % ("module", "source", ".mpy")]
+    for name, src, img in rows:
+        lines.append("%-28s %8d %8d" % (name, src, img))
+    lines.append("%-28s %8d %8d" % ("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.build",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", default=None, help="mpy-cross -march (e.g. xtensawin)")
-    parser.add_argument("--out", default=str(ROOT / "build" / "image"))
+    parser.add_argument("--board", default="esp32_devkitc", choices=sorted(ARCH),
+                        help="board profile (default esp32_devkitc)")
+    parser.add_argument("--arch", default=None, choices=ARCHES,
+                        help="mpy-cross -march, overriding the board's (rv32imc for C3/C6)")
+    parser.add_argument("--out", default=None, help="output folder (default build/BOARD)")
     args = parser.parse_args(argv)
     try:
-        rows = build(args.out, args.arch)
+        out, arch, rows = build_board(args.board, args.out, args.arch)
     except subprocess.CalledProcessError as e:
         print("mpy-cross failed: %s" % (e.stderr or e.stdout).strip(), file=sys.stderr)
         return 1
-    print("%-28s %8s %8s" % ("module", "source", "image"))
-    for name, src, img in rows:
-        print("%-28s %8d %8d" % (name, src, img))
-    print("%-28s %8d %8d" % ("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    print("%s: %s, for %s" % (out, args.board, arch or "any architecture (bytecode)"))
+    print(size_table(rows))
     return 0
 
 
