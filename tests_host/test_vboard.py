@@ -1,0 +1,190 @@
+"""The maker's path on the virtual board: build, deploy, provision, then a purchase on the
+deployed copy, all through the real commands (python -m tools.build / deploy / provision, which
+run mpremote) against the MicroPython unix port behind tools/vboard.py's TCP bridge.
+
+The deployed firmware runs the `sim` board profile: its peripherals are the chip models, driven
+by the sim's board link (tools/sim/session.py BoardModel), and its flash is the board's folder.
+"""
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tools import deploy as deploy_mod
+from tools.host.server import HostSimulator
+from tools.sim.session import BoardModel, EventLog, SimSession
+
+REPO = Path(__file__).resolve().parents[1]
+PAN = "4761739001010010"  # a default test card (tools/host/cards.json), PIN 1234
+
+
+def _tool(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m"] + list(args), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class _VBoard:
+    """The vboard process, shaped as SimSession's firmware (running, power_cut)."""
+
+    def __init__(self, folder, link_port, log):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.vboard", "--dir", str(folder), "--log", str(log),
+             "--env", "POS_SIM_LINK=%d" % link_port, "--env", "POS_FLASH=."],
+            cwd=REPO, stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+
+    @property
+    def running(self):
+        return self.proc.poll() is None
+
+    async def power_cut(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class _Counter(SimSession):
+    """A SimSession whose firmware is whatever the vboard runs from its folder."""
+
+    async def start(self):
+        self.host = HostSimulator(str(self.out / "host.db"), cards=None, port=0)
+        await self.host.start()
+        self.board = BoardModel(self.events, self.out / "receipts")
+        await self.board.start()
+        self.firmware = _VBoard(self.out / "board", self.board.port, self.out / "console.log")
+
+
+def _in_thread(fn, *args, **kw):
+    return asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
+
+
+async def _maker_path(tmp):
+    figures = {}
+    counter = _Counter(tmp)
+    counter.events = EventLog(tmp / "events.jsonl")
+    await counter.start()
+    board_dir = tmp / "board"
+    url = counter.firmware.url
+    try:
+        assert url.startswith("socket://127.0.0.1:")
+        # 1. build: the real command, with its size table.
+        image = tmp / "image"
+        built = await _in_thread(_tool, "tools.build", "--board", "sim", "--out", str(image))
+        assert built.returncode == 0, built.stderr
+        total = re.search(r"^total\s+(\d+)\s+(\d+)$", built.stdout, re.M)
+        assert total and int(total.group(2)) > 0
+        assert "firmware/core.py" in built.stdout
+
+        # 2. deploy, full: every file, no reset yet (nothing to run without settings).
+        (board_dir / "firmware").mkdir(parents=True, exist_ok=True)
+        (board_dir / "firmware" / "stale.py").write_text("raise ImportError\n")
+        t0 = time.monotonic()
+        full = await _in_thread(_tool, "tools.deploy", "--port", url, "--image", str(image),
+                                "--log-seconds", "0")
+        figures["full_deploy_s"] = time.monotonic() - t0
+        assert full.returncode == 0, full.stderr + full.stdout
+        n_files = sum(1 for p in image.rglob("*") if p.is_file())
+        assert "deploy: %d files copied, 0 up to date, 1 stale removed" % n_files in full.stdout
+        assert "no micropython-lib packages" in full.stdout
+        for p in image.rglob("*"):
+            if p.is_file():
+                assert (board_dir / p.relative_to(image)).read_bytes() == p.read_bytes()
+        assert not (board_dir / "firmware" / "stale.py").exists()
+
+        # 3. provision: settings from a local file, validated, written atomically.
+        values = json.loads((REPO / "provision.template.json").read_text())
+        values.update({"board": "sim", "host": "127.0.0.1", "port": counter.host.port,
+                       "ntp_host": "", "wifi_ssid": "", "wifi_password": "",
+                       "merchant_name": "VBOARD CAFE"})
+        local = tmp / "provision.local.json"
+        local.write_text(json.dumps(values))
+        prov = await _in_thread(_tool, "tools.provision", "--port", url, "--file", str(local))
+        assert prov.returncode == 0, prov.stderr + prov.stdout
+        assert values["mac_key"] not in prov.stdout + prov.stderr
+        written = json.loads((board_dir / "config.json").read_text())
+        assert written["host"] == "127.0.0.1" and written["board"] == "sim"
+
+        # 4. deploy again after one module changed: only that file goes; then the reset and
+        # the boot log, which shows the firmware booting with the new settings.
+        (image / "main.py").write_text((image / "main.py").read_text() + "\n# changed\n")
+        t0 = time.monotonic()
+        again = await _in_thread(_tool, "tools.deploy", "--port", url, "--image", str(image),
+                                 "--log-seconds", "30", "--until", "boot: batch")
+        figures["incremental_deploy_s"] = time.monotonic() - t0
+        assert again.returncode == 0, again.stderr + again.stdout
+        assert "deploy: 1 files copied, %d up to date, 0 stale removed" % (n_files - 1) \
+            in again.stdout
+        assert "boot: batch" in again.stdout, again.stdout
+
+        # 5. a purchase on the deployed copy, against the host simulator.
+        deadline = time.monotonic() + 30
+        while not counter.is_idle():
+            assert time.monotonic() < deadline, "the deployed firmware never reached idle"
+            await asyncio.sleep(0.05)
+        assert any("VBOARD CAFE" in line for line in counter.board.lines)
+        await counter.tap(PAN)
+        await counter.keys("1250#")
+        await counter.keys("1234#")
+        await counter.wait("settled", 60000)
+    finally:
+        await counter.stop()
+    ledger = json.loads((tmp / "ledger.json").read_text())
+    approved = [t for t in ledger if t["rc"] == "00"]
+    assert len(approved) == 1 and approved[0]["amount"] == 1250
+    assert approved[0]["receipt_confirmed"] is True
+    receipts = sorted((tmp / "receipts").glob("*.txt"))
+    assert receipts and "APPROVED" in receipts[-1].read_text()
+    assert "VBOARD CAFE" in receipts[-1].read_text()
+    # The journal is on the board's folder, as it would be on the board's flash.
+    assert (board_dir / "journal.bin").stat().st_size > 0
+    return figures
+
+
+def test_build_deploy_provision_and_a_purchase_on_the_virtual_board(tmp_path):
+    figures = asyncio.run(_maker_path(tmp_path))
+    print("virtual board: full deploy %.1f s, incremental %.1f s (with the boot log)" % (
+        figures["full_deploy_s"], figures["incremental_deploy_s"]))
+
+
+def test_deploy_plan_copies_only_what_differs(tmp_path):
+    image = tmp_path / "image"
+    (image / "firmware").mkdir(parents=True)
+    (image / "main.py").write_text("main\n")
+    (image / "firmware" / "core.mpy").write_bytes(b"M\x06core")
+    (image / "firmware" / "app.mpy").write_bytes(b"M\x06app")
+    folders, files = deploy_mod.image_manifest(image)
+    assert folders == ["firmware"]
+    on_board = dict(files)
+    on_board["firmware/app.mpy"] = "0" * 64  # changed
+    on_board["firmware/old.py"] = "1" * 64  # left by an older image
+    del on_board["main.py"]  # missing
+    answer = "d firmware\n" + "".join("f %s %s\n" % kv for kv in on_board.items())
+    make, copy, stale, fresh = deploy_mod.plan(image, *deploy_mod.parse_manifest(answer))
+    assert make == [] and sorted(copy) == ["firmware/app.mpy", "main.py"]
+    assert stale == ["firmware/old.py"] and fresh == ["firmware/core.mpy"]
+    cmd = deploy_mod.sync_commands("socket://x:1", image, make, copy, stale)
+    assert cmd[:6] == [sys.executable, "-m", "mpremote", "connect", "socket://x:1", "resume"]
+    assert cmd.count("+") == 2 and cmd[-3:] == ["fs", "rm", ":firmware/old.py"]
+    # A fresh board: the folder is made before anything is copied into it.
+    make, copy, stale, fresh = deploy_mod.plan(image, set(), {})
+    assert make == ["firmware"] and len(copy) == 3
+    cmd = deploy_mod.sync_commands("p", image, make, copy, stale)
+    assert cmd.index(":firmware") < cmd.index(":firmware/app.mpy")
+
+
+def test_deploy_refuses_an_unbuilt_image_and_bad_package_json(tmp_path, capsys):
+    assert deploy_mod.main(["--port", "socket://127.0.0.1:9", "--image", str(tmp_path)]) == 2
+    assert "make build" in capsys.readouterr().err
+    bad = tmp_path / "package.json"
+    bad.write_text(json.dumps({"deps": ["aioble"]}))
+    with pytest.raises(deploy_mod.DeployError, match="deps"):
+        deploy_mod.package_deps(bad)
+
+
+def test_the_firmware_needs_no_micropython_lib_package():
+    assert deploy_mod.package_deps(REPO / "package.json") == []
