@@ -16,10 +16,17 @@ OUT ?= out/sim
 PORT ?= 8583
 PURCHASES ?= 200
 ARCH ?=
+# The board profile (boards/*.py) that build, deploy and flash are for; `sim` is the virtual board.
+BOARD ?= esp32_devkitc
+FIRMWARE ?=
+PROVISION ?= provision.local.json
+VBOARD_DIR ?= out/vboard
+VBOARD_PORT ?= 8266
 SEEDS ?= 1000
 INPUTS ?= 100000
 
-.PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz
+.PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
+	flash deploy dev provision vboard check-port
 
 all: test
 
@@ -54,8 +61,34 @@ bench: $(VENV)/.installed
 bench-heap: $(VENV)/.installed
 	$(PY) -m tools.bench --min-heap --purchases $(PURCHASES)
 
+# --- a board on USB: flash MicroPython once, then build + deploy, provision (README, "Maker's path")
+check-port:
+ifeq ($(PORT),8583)
+	$(error give the board's port: PORT=/dev/ttyUSB0 (or socket://127.0.0.1:$(VBOARD_PORT)))
+endif
+
+flash: $(VENV)/.installed check-port
+ifeq ($(FIRMWARE),)
+	$(error give the MicroPython image: FIRMWARE=path/to/ESP32_GENERIC-....bin)
+endif
+	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD)
+
 build: $(VENV)/.installed
-	$(PY) -m tools.build $(if $(ARCH),--arch $(ARCH))
+	$(PY) -m tools.build --board $(BOARD) $(if $(ARCH),--arch $(ARCH))
+
+deploy: build check-port
+	$(PY) -m tools.deploy --port $(PORT) --image build/$(BOARD)
+
+dev: $(VENV)/.installed check-port
+	$(PY) -m tools.deploy --port $(PORT) --dev
+
+provision: $(VENV)/.installed check-port
+	$(PY) -m tools.provision --port $(PORT) --file $(PROVISION) --reset
+
+# A virtual board for trying the above without one: make vboard, then in another terminal
+# make deploy provision BOARD=sim PORT=socket://127.0.0.1:8266 (see docs/virtual-board.md).
+vboard: $(VENV)/.installed
+	$(PY) -m tools.vboard --dir $(VBOARD_DIR) --port $(VBOARD_PORT)
 
 # Malformed-input fuzzing of the decoder, the framing and the core's response matching.
 fuzz: $(VENV)/.installed

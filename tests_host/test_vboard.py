@@ -131,6 +131,21 @@ async def _maker_path(tmp):
         await counter.keys("1250#")
         await counter.keys("1234#")
         await counter.wait("settled", 60000)
+
+        # 6. make dev: the same board runs the firmware from the PC's folder, mounted.
+        counter.board.drop_link()
+        dev = subprocess.Popen(deploy_mod.dev_command(url), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not counter.is_idle():
+                assert dev.poll() is None, dev.stdout.read().decode()
+                assert time.monotonic() < deadline, "make dev: the firmware never reached idle"
+                await asyncio.sleep(0.05)
+        finally:
+            dev.terminate()
+            dev.wait(10)
+        assert "boot: batch 1 next stan 2" in dev.stdout.read().decode()
     finally:
         await counter.stop()
     ledger = json.loads((tmp / "ledger.json").read_text())

@@ -215,6 +215,22 @@ def deploy(port, image, package_json=REPO / "package.json", index=None, log_seco
     return report
 
 
+# Run on the board after `mpremote mount .`: the code comes from the PC's folder (/remote, put
+# first on sys.path), while the working folder goes back to the board's own, so the firmware
+# reads the board's config.json and writes its journal to the board's flash, as deployed.
+_DEV_HOME = "import os\n_home = os.getcwd()"
+_DEV_RUN = ("import os, sys\nsys.path.insert(0, '/remote')\nos.chdir(_home)\n"
+            "exec(open('/remote/main.py').read(), {'__name__': '__main__'})")
+
+
+def dev_command(port, folder=REPO):
+    """mpremote running main.py from the PC's folder, mounted on the board (make dev): edit a
+    module, press Ctrl-C and run again, with no deploy in between. Sources compile on the board,
+    which takes more heap than the .mpy image: on an ESP32 without PSRAM use it for one module
+    at a time (keep the rest deployed), not for the whole firmware."""
+    return mpremote(port, ["exec", _DEV_HOME], ["mount", str(folder)], ["exec", _DEV_RUN])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.deploy",
                                      description=__doc__.split("\n")[0])
@@ -228,7 +244,11 @@ def main(argv=None):
     parser.add_argument("--log-seconds", type=float, default=8.0,
                         help="how long to show the boot log after the reset (0: no reset)")
     parser.add_argument("--until", default=None, help="stop the boot log at this text")
+    parser.add_argument("--dev", action="store_true",
+                        help="run the firmware from this folder, mounted (mpremote mount)")
     args = parser.parse_args(argv)
+    if args.dev:
+        return subprocess.run(dev_command(args.port)).returncode
     try:
         report = deploy(args.port, args.image, args.package_json, args.index, args.log_seconds,
                         args.until)
