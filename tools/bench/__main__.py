@@ -50,8 +50,9 @@ print("chip models (simulated board only)  %%7d bytes" %% (e - d))
 
 def micro():
     print("== hot paths on MicroPython (unix port, -X heapsize=200000)")
-    subprocess.run([str(MICROPYTHON), "-X", "heapsize=200000", "tools/bench/mp_core.py"],
-                   cwd=ROOT, check=True)
+    for script in ("mp_core.py", "mp_dukpt.py"):
+        subprocess.run([str(MICROPYTHON), "-X", "heapsize=200000", "tools/bench/" + script],
+                       cwd=ROOT, check=True)
     for name in HARDWARE:
         print("== %s: modelled bus and card time (tools/models, virtual clock)" % name)
         subprocess.run([str(MICROPYTHON), "-X", "heapsize=400000",
