@@ -47,7 +47,25 @@ def buses(settings, pins=PINS):
             "reader_rst": Pin(p["reader_rst"], Pin.OUT, value=1)}
 
 
+def set_clock(unix_seconds):
+    """The RTC to UTC from NTP. RTC.datetime wants (y, m, d, weekday, h, min, s, subseconds);
+    firmware.app.calendar knows the port's epoch (2000 on the ESP32)."""
+    from machine import RTC
+
+    from firmware.app import calendar
+
+    t = calendar(unix_seconds)
+    RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+
 def build(settings, pins=PINS):
     from boards.common import assemble
 
-    return assemble(settings, root="", **buses(settings, pins))
+    board = assemble(settings, root="", **buses(settings, pins))
+    board.set_clock = set_clock
+    if settings["wifi_ssid"]:
+        import network
+
+        # Created here, when there is a network to join: the radio and its buffers cost heap.
+        board.wlan = network.WLAN(network.STA_IF)
+    return board

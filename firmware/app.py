@@ -44,11 +44,46 @@ else:  # CPython: the runtime also runs there, in tests
 _NOT_CONNECTED = tuple(getattr(errno, name) for name in
                        ("ECONNREFUSED", "EHOSTUNREACH", "ENOTCONN") if hasattr(errno, name))
 _MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
+# NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
+# second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
+# doubled per failure up to 10 minutes: nothing waits for it (receipts carry the RTC's time).
+_NTP_PERIOD_MS = 6 * 3600 * 1000
+_NTP_RETRY_MS = 10000
+_NTP_RETRY_MAX_MS = 600000
+_NTP_TIMEOUT_MS = 3000  # one query; a server on the far side of the world answers in 0.3 s
+
+
+# MicroPython's bare-metal ports (the ESP32 among them) count time.time() from 2000-01-01, the
+# unix port and CPython from 1970-01-01 (docs.micropython.org, "time": "Epoch"). Asking gmtime(0)
+# finds out which; everything else speaks Unix seconds and converts only through these two.
+EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def unix_time():
+    """The port's clock, in Unix seconds."""
+    return int(time.time()) + EPOCH_SHIFT
+
+
+def calendar(unix_seconds):
+    """Unix seconds -> (year, month, day, hour, minute, second, weekday, yearday), weekday
+    0 = Monday, as time.gmtime gives it on every port."""
+    return time.gmtime(unix_seconds - EPOCH_SHIFT)
 
 
 class Clock:
+    """Local time for receipts and the idle screen: the port's clock (UTC once NTP set it),
+    plus `correction` where the board cannot set its clock (the simulated board leaves the PC's
+    alone), plus the setting utc_offset_min."""
+
+    def __init__(self, utc_offset_min=0):
+        self.offset_s = utc_offset_min * 60
+        self.correction = 0
+
+    def unix(self):
+        return unix_time() + self.correction
+
     def now(self):
-        return time.localtime()[:6]
+        return calendar(self.unix() + self.offset_s)[:6]
 
     def ticks_ms(self):
         return ticks_ms()
@@ -64,7 +99,17 @@ class Runtime:
         self.settings = settings
         root = board.root
         self.journal = Journal((root + "/" if root else "") + journal_name)
-        self.terminal = Terminal(settings, Clock(), _random_bytes)
+        self.wall_clock = Clock(settings["utc_offset_min"])
+        self.terminal = Terminal(settings, self.wall_clock, _random_bytes)
+        self.wifi = None
+        wlan = getattr(board, "wlan", None)
+        if wlan is not None and settings["wifi_ssid"]:
+            from firmware.wifi import WifiLink
+
+            self.wifi = WifiLink(wlan, settings["wifi_ssid"], settings["wifi_password"],
+                                 retry_ms=settings["wifi_retry_ms"],
+                                 timeout_ms=settings["wifi_timeout_ms"], ticks_ms=ticks_ms,
+                                 ticks_diff=ticks_diff, sleep_ms=sleep_ms)
         self.timers = {}  # name -> deadline in ticks_ms
         self.links = {}  # kind -> the exchange task's stream writer, to close it on a new send
         self.link_gen = {}  # kind -> generation, so a superseded connection's events are dropped
@@ -157,6 +202,11 @@ class Runtime:
         old = self.links.pop(kind, None)
         if old is not None:
             old.close()
+        if self.wifi is not None and not self.wifi.connected:
+            # No Wi-Fi: nothing can leave, and a socket would only wait for its timeout.
+            self.log("%s: host unreachable (%s)" % (kind, self.wifi.status))
+            self.dispatch(("unsent", kind))
+            return
         try:
             reader, writer = await wait_for_ms(
                 asyncio.open_connection(self.settings["host"], self.settings["port"]),
@@ -183,6 +233,53 @@ class Runtime:
         # purchase is still handed to the core, which decides what it is worth.
         if self.link_gen.get(kind) == gen or outcome[0] == "rx" and kind == "purchase":
             self.dispatch(outcome)
+
+    # ---- network and time -----------------------------------------------------------------
+
+    async def network(self):
+        """The Wi-Fi link's news to the log and, while it is down, to the idle screen."""
+        wifi = self.wifi
+        while True:
+            await wifi.changed.wait()
+            wifi.changed.clear()
+            self.log(wifi.status)
+            self.dispatch(("net", None if wifi.connected else wifi.screen))
+
+    async def time_sync(self):
+        """Set the clock from NTP after the first connection, then every _NTP_PERIOD_MS."""
+        from firmware import sntp
+
+        host, port = self.settings["ntp_host"], self.settings["ntp_port"]
+        delay = _NTP_RETRY_MS
+        while True:
+            if self.wifi is not None:
+                await self.wifi.up.wait()
+            try:
+                unix, rtt = await sntp.query(host, port, timeout_ms=_NTP_TIMEOUT_MS,
+                                             ticks_ms=ticks_ms, ticks_diff=ticks_diff,
+                                             sleep_ms=sleep_ms)
+            except (OSError, sntp.SNTPError) as e:
+                self.log("ntp: %s:%d: %r; again in %d s" % (host, port, e, delay // 1000))
+                await sleep_ms(delay)
+                delay = min(delay * 2, _NTP_RETRY_MAX_MS)
+                continue
+            delay = _NTP_RETRY_MS
+            step = self.set_clock(unix)
+            self.log("ntp: %04d-%02d-%02d %02d:%02d:%02d UTC from %s:%d, round trip %d ms, "
+                     "clock moved %d s" % (calendar(unix)[:6] + (host, port, rtt, step)))
+            await sleep_ms(_NTP_PERIOD_MS)
+
+    def set_clock(self, unix):
+        """The board's RTC where it has one it may set, else the Clock's correction; returns
+        how far the clock moved, in seconds."""
+        before = self.wall_clock.unix()
+        board_set = getattr(self.board, "set_clock", None)
+        if board_set is not None:
+            board_set(unix)
+            self.wall_clock.correction = 0
+        else:
+            self.wall_clock.correction = unix - unix_time()
+        return unix - before
 
     # ---- printer --------------------------------------------------------------------------
 
@@ -257,6 +354,10 @@ class Runtime:
             self.log("journal: torn tail cut off")
         self.dispatch(("boot", ()))
         tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
+        if self.wifi is not None:
+            tasks += [self.spawn(self.wifi.run()), self.spawn(self.network())]
+        if self.settings["ntp_host"]:
+            tasks.append(self.spawn(self.time_sync()))
         await self.clock()
         for task in tasks:
             task.cancel()

@@ -83,6 +83,7 @@ class Terminal:
         self.saf_sent = {}  # stan -> times a reversal went out this boot (0400 then 0401)
         self.log = []  # lines for the runtime's log; never a PAN or a PIN
         self.shown_minute = None
+        self.net = None  # two lines on the network while it is down (firmware/wifi.py), or None
 
     # ---- journal replay -------------------------------------------------------------------
 
@@ -227,6 +228,10 @@ class Terminal:
             self._paper_in(actions)
         elif kind == "tick":
             self._tick(actions)
+        elif kind == "net":
+            self.net = event[1]
+            if self.status()["idle"]:
+                self._show_idle(actions)
         return actions
 
     def restore(self, record):
@@ -269,7 +274,7 @@ class Terminal:
     def _show_idle(self, actions):
         now = self.clock.now()
         self.shown_minute = now[4]
-        self._show(actions, screens.idle(self.settings, now, self.status()))
+        self._show(actions, screens.idle(self.settings, now, self.status(), self.net))
 
     def _to_idle(self, actions):
         self.mode = IDLE

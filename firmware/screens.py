@@ -37,8 +37,10 @@ def _fit(lines):
     return [line[:COLS] for line in lines[:8]]
 
 
-def idle(settings, now, status):
-    lines = [settings["merchant_name"], "%04d-%02d-%02d %02d:%02d" % now[:5], ""]
+def idle(settings, now, status, net=None):
+    """`net`: two lines saying why the network is down (firmware/wifi.py), or None."""
+    lines = [settings["merchant_name"], "%04d-%02d-%02d %02d:%02d" % now[:5]]
+    lines += net if net else [""]
     if status["recovering"]:
         lines += ["Recovering...", "Please wait"]
     elif status["unprinted"]:

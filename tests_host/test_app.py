@@ -64,6 +64,7 @@ def _settings():
     values = dict(DEFAULTS)
     values["poll_ms"] = 5
     values["port"] = 1  # nothing listens: a purchase ends "host unreachable"
+    values["ntp_host"] = ""  # no time server in these tests (test_wifi.py has one)
     return values
 
 

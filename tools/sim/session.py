@@ -503,6 +503,7 @@ class SimSession:
         self.proxy = None
         self.board = None
         self.firmware = None
+        self.ntp = None
 
     async def start(self):
         factory = self.host_factory
@@ -520,6 +521,17 @@ class SimSession:
         config = dict(self.config)
         config["host"] = "127.0.0.1"
         config["port"] = self.proxy.port
+        if config.get("ntp_host") == "sim":
+            # The board's time server on loopback, like its host: the firmware sets its clock
+            # from it at boot (firmware/sntp.py). Opt-in: with it, the approved example runs
+            # out of heap in the printer model at 400 000 bytes (docs/architecture.md).
+            from tools.host.ntp import NtpServer
+
+            self.ntp = await NtpServer(
+                on_reply=lambda addr: self.events.emit("ntp", client_port=addr[1])).start()
+            config["ntp_host"], config["ntp_port"] = "127.0.0.1", self.ntp.port
+        else:
+            config["ntp_host"] = ""  # never the internet's pool.ntp.org from a simulation
         self.events.emit("config", settings=config, heapsize=self.heapsize)
         env = {
             "POS_BOARD": "sim",
@@ -550,6 +562,8 @@ class SimSession:
             await self.board.stop()
         if self.proxy:
             await self.proxy.stop()
+        if self.ntp:
+            self.ntp.stop()
         if self.host:
             try:
                 ledger = self.host.export_ledger()
