@@ -34,8 +34,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
-# The simulated board's heap: firmware, drivers and the chip models (see tools/sim/session.py).
-DEFAULT_HEAPSIZE = 400000
+# The simulated board's heap (firmware, drivers and the chip models: tools/sim/session.py has
+# 400 000), plus what the virtual board adds: its boot shims, main.py compiled from source and
+# the REPL. At 400 000 the printer model's buffers no longer fit after a purchase.
+DEFAULT_HEAPSIZE = 420000
 # A board that resets this often in a row is crash-looping: it goes on (a board does), but a
 # second apart, so a client can still break in with Ctrl-C and mend it.
 QUICK_RESETS = 5
