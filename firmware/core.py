@@ -415,6 +415,8 @@ class Terminal:
         frame = iso8583.encode("0200", fields, self.mac_key)
         self.card = None  # the PAN is not kept past the request
         self.current = stan
+        # A bad MAC on an earlier purchase says nothing about this one.
+        self.query_reason = REASON_NO_RESPONSE
         txn["expect"] = ("0200", self._key_fields(txn))
         actions.append(("disarm", "entry"))
         actions.append(("send", "purchase", frame))
@@ -425,7 +427,7 @@ class Terminal:
 
     def _key_fields(self, txn):
         return {3: PROC_PURCHASE, 4: "%012d" % txn["amount"], 11: "%06d" % txn["stan"],
-                41: self.settings["terminal_id"]}
+                41: self.settings["terminal_id"], 49: self.settings["currency_code"]}
 
     def _original(self, txn):
         return iso8583.original_data("0200", txn["stan"], txn["f7"])

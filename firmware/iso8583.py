@@ -57,6 +57,9 @@ _SPEC = {
 _ORDER = (2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 60, 90)
 # Fields whose values `matches` compares (docs/protocol.md: TID, STAN, processing code, amount).
 _MATCH = (41, 11, 3, 4)
+# Not sent in answers, but an answer that does carry it must agree: an approval in another
+# currency is not an approval of this purchase.
+_MATCH_IF_SENT = (49,)
 
 
 class MacError(ValueError):
@@ -245,7 +248,8 @@ def _normalised(field, value):
 def matches(request_mti, request_fields, response_mti, response_fields):
     """True when the response answers the request: MTI = request MTI + 10 (class), and the
     terminal ID (41), STAN (11), processing code (3) and amount (4) are present in both and
-    equal (numeric fields compared zero-filled, as they travel)."""
+    equal (numeric fields compared zero-filled, as they travel); the currency (49), if the
+    response carries it, equals the request's."""
     try:
         if response_mti != answer_mti(request_mti):
             return False
@@ -255,6 +259,11 @@ def matches(request_mti, request_fields, response_mti, response_fields):
         mine = _normalised(field, request_fields.get(field))
         theirs = _normalised(field, response_fields.get(field))
         if mine is None or mine != theirs:
+            return False
+    for field in _MATCH_IF_SENT:
+        theirs = response_fields.get(field)
+        if theirs is not None and _normalised(field, theirs) != _normalised(
+                field, request_fields.get(field)):
             return False
     return True
 

@@ -93,20 +93,16 @@ CASES = {
     "huge_length_prefix": (lambda ctx, cap: forge.huge_prefix(approval(ctx)), None, "closed"),
     "truncated_approval": (lambda ctx, cap: forge.truncated(approval(ctx)), None, "closed"),
 }
-# Field 49 (currency) is not among the fields a 0210 carries nor among those the terminal
-# matches (docs/protocol.md: MTI, 41, 11, 3, 4): a correctly MACed approval that names another
-# currency is taken. Reported; the case says what a terminal should do.
-CURRENCY_GAP = pytest.mark.xfail(
-    strict=True, reason="firmware/core.py does not compare field 49 of a 0210 with the"
-    " request's currency (not in iso8583._MATCH); reported, not fixed here")
+# Field 49 (currency) is not among the fields a 0210 carries, but an answer that does carry it
+# must name the request's currency (firmware/iso8583.py matches()): a correctly MACed approval
+# in another currency is not taken. (It was, until these tests found it.)
 DST_MODES = ("intercepted", "reversed", "found")
 PAN, EXPIRY = "4761739001010010", "2812"  # the approving card (tools/host/cards.json)
 AMOUNT = 1250
 
 
-def _case_params(cases, mark_ids=("wrong_currency_good_mac",)):
-    return [pytest.param(name, marks=CURRENCY_GAP) if name in mark_ids else name
-            for name in cases]
+def _case_params(cases):
+    return list(cases)
 
 
 # ---- the deterministic simulator --------------------------------------------------------------
@@ -317,13 +313,6 @@ def test_dst_forged_query_answers_end_in_a_reversal():
     assert sum(BAD_MAC in line for line in w.lines) == 1 + len(bad)
 
 
-STALE_REASON = pytest.mark.xfail(
-    strict=True, reason="firmware/core.py sets query_reason = A0 on a bad MAC and resets it only"
-    " in _start_recovery (boot): a later purchase of the same boot that just gets no answer is"
-    " reversed with reason A0 instead of 98; reported, not fixed here")
-
-
-@STALE_REASON
 def test_stale_reversal_reason_after_a_bad_mac():
     """A bad-MAC answer to one purchase, then a purchase that gets no answer at all (truncated
     frame, queries lost): its reversal must give reason 98 (no response), not A0."""
@@ -345,8 +334,7 @@ SIM_SESSIONS = {
             "truncated_approval"],
     "match": ["wrong_stan_good_mac", "wrong_amount_good_mac", "wrong_tid_good_mac",
               "random_bytes", "random_framed_body", "huge_length_prefix"],
-    # Alone: on this firmware it prints a receipt (CURRENCY_GAP), which would spoil the
-    # session-wide checks of the others.
+    # Alone: the case that once printed a receipt, kept apart from the others' checks.
     "gap": ["wrong_currency_good_mac"],
 }
 SIM_REVERSED = {"mac_bit_flipped", "truncated_approval"}
