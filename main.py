@@ -24,7 +24,7 @@ def main():
     profile = __import__("boards." + name, None, None, ["build"])
     root = profile.mount() if hasattr(profile, "mount") else ""
     overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
-    settings = app.load_settings(root, overrides)
+    settings = app.load_settings(root, overrides, getattr(profile, "device_id", None))
     board = profile.build(settings)
     app.run(board, settings)
 

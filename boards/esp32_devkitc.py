@@ -28,6 +28,14 @@ def mount():
     return ""
 
 
+def device_id():
+    """The chip's unique ID (its factory MAC address): the device key's input
+    (firmware/keystore.py)."""
+    from machine import unique_id
+
+    return unique_id()
+
+
 def buses(settings, pins=PINS):
     """The buses and pins of `pins` (this board's, or another ESP32 board's), as keyword
     arguments for boards.common.assemble (tools/hwcheck.py uses them one by one)."""

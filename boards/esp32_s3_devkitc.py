@@ -24,6 +24,12 @@ def mount():
     return ""
 
 
+def device_id():
+    from boards import esp32_devkitc
+
+    return esp32_devkitc.device_id()
+
+
 def buses(settings):
     from boards import esp32_devkitc
 

@@ -9,6 +9,8 @@ Environment:
   POS_SIM_LINK  TCP port of the sim's board link (required by `Board.start()`)
   POS_FLASH     littlefs image file (created and formatted on first use)
   POS_CONFIG    JSON object of settings overriding the flash config (scenario config)
+  POS_DEVICE_ID this board's unique ID, hex (the device key's input: firmware/keystore.py);
+                unset, every simulated board has SIM_DEVICE_ID
 """
 
 import binascii
@@ -34,6 +36,22 @@ ROOT = "/flash"
 def _getenv(name, default=None):
     value = os.getenv(name)
     return default if value is None or value == "" else value
+
+
+# The unix port has no machine.unique_id(): a simulated board's ID is fixed unless POS_DEVICE_ID
+# names another (6 bytes, as the ESP32's: its Wi-Fi MAC address).
+SIM_DEVICE_ID = b"\x02\x51\x4d\x00\x00\x01"
+
+
+def device_id():
+    """This board's unique ID (bytes): POS_DEVICE_ID (hex), else SIM_DEVICE_ID."""
+    text = _getenv("POS_DEVICE_ID")
+    if text is None:
+        return SIM_DEVICE_ID
+    try:
+        return binascii.unhexlify(text)
+    except ValueError:
+        raise ValueError("POS_DEVICE_ID must be hex digits")
 
 
 def config_overrides():
@@ -466,5 +484,7 @@ def build(settings):
     mount()
     overrides = config_overrides()
     if isinstance(settings, dict):
-        settings.update(overrides)
+        # Wrapped keys excepted: firmware.app.load_settings has unwrapped them already.
+        settings.update({name: value for name, value in overrides.items()
+                         if not (isinstance(value, str) and value.startswith("W:"))})
     return Board(settings, _flash)

@@ -368,10 +368,22 @@ def run(board, settings):
     asyncio.run(Runtime(board, settings).run())
 
 
-def load_settings(root, overrides=None):
+def load_settings(root, overrides=None, device_id=None):
+    """config.json over the defaults, then the board's overrides; wrapped keys ("W:...")
+    unwrapped with the device key of device_id() (the board profile's), so the clear keys are
+    in RAM only. Keys stored in clear still load, with one warning in the boot log."""
+    from firmware import keystore
+
     values = settings_mod.load((root + "/" if root else "") + "config.json")
     if overrides:
         values = settings_mod.merge(values, overrides, "board overrides")
+    try:
+        clear = keystore.unwrap_settings(values, device_id)
+    except keystore.KeyWrapError as e:
+        raise settings_mod.SettingsError("settings: %s" % e)
+    if clear:
+        print("settings: keys stored in clear (%s): provision them wrapped (docs/provisioning.md)"
+              % ", ".join(clear))
     return values
 
 

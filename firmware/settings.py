@@ -146,11 +146,24 @@ _RULES = (
 )
 
 
+# The AES key settings. Each may be stored in clear (its rule above) or wrapped under the
+# board's device key: "W:" and the 48 hex digits of the RFC 3394 wrap (firmware/keystore.py,
+# which unwraps them at boot).
+KEYS = ("mac_key", "pin_key", "initial_key")
+
+
 def validate(values, source="settings"):
     """Check the values of the settings that have a rule (merge() has checked the types);
     raise SettingsError naming the first bad setting and what it must be."""
     for name, rule, what in _RULES:
-        if name in values and not rule(values[name]):
+        if name not in values:
+            continue
+        value = values[name]
+        if name in KEYS and value[:2] == "W:":
+            if not _hex(value[2:], 48):
+                raise SettingsError("%s: %s must be W: and 48 hex digits (a wrapped key)"
+                                    % (source, name))
+        elif not rule(value):
             raise SettingsError("%s: %s must be %s" % (source, name, what))
 
 
