@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from simruns import record_leaks
+
 from tools.sim import check, gen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,8 @@ def test_200_purchases_with_faults_keep_the_contract(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert check.check(out) == [], "safety contract violated, see %s" % out
+    # No card number in the terminal's flash, log or receipts, no PIN digit in the key events.
+    assert record_leaks(out, scenario["cards"]) == []
     ledger = json.loads((out / "ledger.json").read_text())
     approved = [t for t in ledger if t["status"] == "approved"]
     assert len(approved) > PURCHASES // 2

@@ -34,8 +34,23 @@ KEY_MARGIN_MS = 20
 TAP_TIMEOUT_MS = 30000
 
 
+# What the record shows instead of a secret setting, and instead of a digit typed at the PIN
+# prompt: the record is read by people and kept with test results.
+MASK = "****"
+PIN_DIGIT = "\u2022"  # a bullet
+
+
 class SimError(Exception):
     """A step could not be carried out (a failed wait, a card never read)."""
+
+
+def masked_settings(config):
+    """config for the record: the keys (clear or wrapped), the MIFARE key and the Wi-Fi
+    password as MASK."""
+    from firmware.settings import KEYS
+
+    secret = KEYS + ("classic_key", "wifi_password")
+    return {name: MASK if name in secret and value else value for name, value in config.items()}
 
 
 def _entry(value):
@@ -238,6 +253,7 @@ class BoardModel:
         self._tasks = set()
         self._read = asyncio.Event()
         self._receipt_no = 0
+        self._pin_entry = False  # digits now go to the PIN prompt, as far as the sim can tell
 
     async def start(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -326,6 +342,11 @@ class BoardModel:
             self.events.emit("card_read", pan_last4=str(msg["card_read"])[-4:])
         if "state" in msg:
             state = msg["state"]
+            mode = state.get("mode") if isinstance(state, dict) else None
+            if mode == "pin":
+                self._pin_entry = True
+            elif mode != "amount":  # ("amount" may be a report older than the "#" typed)
+                self._pin_entry = False
             if state != self.state:
                 self.state = state
                 self.events.emit("state", state=state)
@@ -360,7 +381,14 @@ class BoardModel:
 
     def press(self, label):
         sent = self.send({"key": label})
-        self.events.emit("key", label=label, **({} if sent else {"lost": True}))
+        shown = label
+        if self._pin_entry and label in "0123456789":
+            shown = PIN_DIGIT  # the PIN stays between the keypad and the PIN block
+        elif label == "#" and isinstance(self.state, dict) and self.state.get("mode") == "amount":
+            # Enter ends the amount: the next digits are the PIN, before the firmware's report
+            # of the "pin" mode has come back over the link.
+            self._pin_entry = True
+        self.events.emit("key", label=shown, **({} if sent else {"lost": True}))
 
     def present(self, card):
         """Put a card in the field (it stays until the firmware reads it)."""
@@ -532,7 +560,7 @@ class SimSession:
             config["ntp_host"], config["ntp_port"] = "127.0.0.1", self.ntp.port
         else:
             config["ntp_host"] = ""  # never the internet's pool.ntp.org from a simulation
-        self.events.emit("config", settings=config, heapsize=self.heapsize)
+        self.events.emit("config", settings=masked_settings(config), heapsize=self.heapsize)
         env = {
             "POS_BOARD": "sim",
             "POS_SIM_LINK": str(self.board.port),
