@@ -12,7 +12,7 @@ reversals, unprinted receipts, unsent confirmations) are rebuilt from the journa
 
 import binascii
 
-from firmware import iso8583, pinblock, receipt, screens
+from firmware import dukpt, iso8583, pinblock, receipt, screens
 
 PROC_PURCHASE = "000000"
 # Reversal reasons (field 39 of the 0400): no response, response failed its MAC.
@@ -45,6 +45,17 @@ _QUERY_OUTCOMES = ("00", "25", "05", "14", "51", "54", "55", "61", "75", "94")
 # A reversal or advice is done at the host when answered 00 (or 25: the host has no such
 # transaction, so there is nothing to reverse or confirm).
 _ACKNOWLEDGED = ("00", "25")
+# 63 on a purchase: the host refused the request itself (its MAC failed, or its KSN was used
+# before: a replayed copy of ours got there first). It says nothing of the purchase: no answer.
+_REFUSED = "63"
+# DUKPT counters reserved on flash per journal record: a power cut may lose up to this many
+# (skipped at boot, never reused), out of about 2^31 valid counters per initial key.
+_KSN_RESERVE = 32
+# The last counter a purchase may take: 1024 valid counters lie above it (counted with
+# dukpt.next_counter, tests_host/test_dukpt_terminal.py), for the queries, reversals and
+# advices of purchases already made. Plain ints: above the ESP32's small-int range.
+_KSN_PURCHASE_LIMIT = 0xFFF80205
+_KSN_LAST = 0xFFFF0000
 
 
 class Terminal:
@@ -54,6 +65,18 @@ class Terminal:
         self.random_bytes = random_bytes
         self.mac_key = binascii.unhexlify(settings["mac_key"])
         self.pin_key = binascii.unhexlify(settings["pin_key"])
+        # DUKPT (key_scheme "dukpt"): a MAC and PIN key per message, from the initial key and
+        # the message's KSN; None: the static keys above serve every message.
+        self.keys = None
+        self.ksn_hex = settings["initial_key_id"].upper()
+        self.ksn_id = binascii.unhexlify(self.ksn_hex)
+        if settings["key_scheme"] == "dukpt":
+            initial = bytearray(binascii.unhexlify(settings["initial_key"]))
+            self.keys = dukpt.TerminalKeys(initial, self.ksn_id + bytes(4))
+            _wipe(initial)
+        self.ksn_last = 0  # counter of the last request sent, or where boot resumes
+        self.ksn_reserved = 0  # counters up to this one are reserved on flash: maybe used
+        self.ksn_expect = {}  # answer MTI -> KSN (field 53) of the latest request it answers
         self.copies = settings["receipt_copies"]
         # The clear PIN lives only here, and is zeroed as soon as the PIN block is built.
         self.pin_buf = bytearray(settings["pin_max"])
@@ -90,6 +113,12 @@ class Terminal:
     def _apply(self, rec):
         """Fold one journal record into the transaction table (at boot and as it is written)."""
         kind = rec["r"]
+        if kind == "ksn":
+            # A reservation of DUKPT counters, for the initial key ID of its record only (a
+            # newly loaded key starts its own counter).
+            if rec["id"] == self.ksn_hex and rec["upto"] > self.ksn_reserved:
+                self.ksn_reserved = rec["upto"]
+            return
         if kind == "batch":
             self.batch = rec["batch"]
             self.next_stan = rec["next"]
@@ -160,9 +189,11 @@ class Terminal:
                     keep.append({"r": "pr", "stan": stan, "copy": txn["printed"]})
             elif state == REVERSING:
                 keep.append({"r": "rev", "stan": stan, "reason": txn.get("reason", "98")})
-        head = {"r": "batch", "batch": self.batch, "next": self.next_stan,
-                "n": self.closed_count, "sum": self.closed_total, "last": self.last}
-        return [head] + keep
+        head = [{"r": "batch", "batch": self.batch, "next": self.next_stan,
+                 "n": self.closed_count, "sum": self.closed_total, "last": self.last}]
+        if self.ksn_reserved:
+            head.append({"r": "ksn", "id": self.ksn_hex, "upto": self.ksn_reserved})
+        return head + keep
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -241,6 +272,8 @@ class Terminal:
     def _boot(self, actions, records):
         for rec in records:
             self._apply(rec)
+        # Any counter up to the last reservation may have gone out before the power cut.
+        self.ksn_last = self.ksn_reserved
         for stan in self.order:
             txn = self.txns[stan]
             state = txn["state"]
@@ -258,6 +291,8 @@ class Terminal:
         self._log("boot: batch %d next stan %d, %d to recover, %d to print, %d to send" % (
             self.batch, self.next_stan, len(self.recovery), len(self.print_queue),
             len(self.saf)))
+        if self.keys is not None:
+            self._log("boot: DUKPT counter resumes after %d" % self.ksn_last)
         self.mode = IDLE
         if self.recovery:
             self._start_recovery(actions)
@@ -300,6 +335,9 @@ class Terminal:
 
     def _card(self, actions, pan, expiry):
         if not self.wants_card():
+            return
+        if self.keys is not None and not self._purchase_counter_left():
+            self._keys_used_up(actions)
             return
         if not (12 <= len(pan) <= 19 and _all_digits(pan) and len(expiry) == 4
                 and _all_digits(expiry)):
@@ -397,9 +435,20 @@ class Terminal:
 
     def _send_purchase(self, actions):
         pan, expiry = self.card
-        block = pinblock.encipher(self.pin_key, self.pin_buf, self.pin_len, pan,
+        ksn = None
+        pin_key = self.pin_key
+        if self.keys is not None:
+            if not self._purchase_counter_left():
+                self._clear_pin()
+                self._keys_used_up(actions)
+                return
+            ksn = self._next_ksn(actions)
+            pin_key = self.keys.working_key_for(ksn, dukpt.PIN_ENCRYPTION)
+        block = pinblock.encipher(pin_key, self.pin_buf, self.pin_len, pan,
                                   self.random_bytes(8))
         self._clear_pin()
+        if ksn is not None:
+            _wipe(pin_key)
         now, f7 = self._stamp()
         stan = self.next_stan
         self._journal(actions, {"r": "send", "stan": stan, "batch": self.batch,
@@ -412,7 +461,7 @@ class Terminal:
             41: self.settings["terminal_id"], 42: self.settings["merchant_id"],
             49: self.settings["currency_code"], 52: block, 60: "%06d" % self.batch,
         }
-        frame = iso8583.encode("0200", fields, self.mac_key)
+        frame = self._mac_frame("0200", fields, ksn)
         self.card = None  # the PAN is not kept past the request
         self.current = stan
         # A bad MAC on an earlier purchase says nothing about this one.
@@ -425,6 +474,68 @@ class Terminal:
         self._show(actions, screens.processing("Authorising..."))
         self._log("purchase stan %06d amount %d sent" % (stan, self.amount))
 
+    # ---- keys -----------------------------------------------------------------------------
+
+    def _purchase_counter_left(self):
+        try:
+            return dukpt.next_counter(self.ksn_last) <= _KSN_PURCHASE_LIMIT
+        except dukpt.CounterExhausted:
+            return False
+
+    def _keys_used_up(self, actions):
+        self._log("security: DUKPT counter exhausted: new purchases refused (new key needed)")
+        self._message(actions, screens.message("Keys used up", "", "Call support"))
+
+    def _next_ksn(self, actions):
+        """The KSN for the next request: a counter never used before, reserved on flash (a
+        journal record before the request leaves) in runs of _KSN_RESERVE. Raises
+        dukpt.CounterExhausted when none is left."""
+        counter = dukpt.next_counter(self.ksn_last)
+        if counter > self.ksn_reserved:
+            upto = counter
+            for _ in range(_KSN_RESERVE - 1):
+                if upto >= _KSN_LAST:
+                    break
+                upto = dukpt.next_counter(upto)
+            self._journal(actions, {"r": "ksn", "id": self.ksn_hex, "upto": upto})
+        self.ksn_last = counter
+        return self.ksn_id + bytes(((counter >> 24) & 0xFF, (counter >> 16) & 0xFF,
+                                    (counter >> 8) & 0xFF, counter & 0xFF))
+
+    def _mac_frame(self, mti, fields, ksn):
+        """Encode a request: static MAC key, or (ksn given) the KSN in field 53 and the MAC under
+        its MAC_GENERATION key; the answer will be checked under that KSN alone."""
+        if ksn is None:
+            return iso8583.encode(mti, fields, self.mac_key)
+        fields[53] = ksn
+        self.ksn_expect[iso8583.answer_mti(mti)] = ksn
+        key = self.keys.working_key_for(ksn, dukpt.MAC_GENERATION)
+        try:
+            return iso8583.encode(mti, fields, key)
+        finally:
+            _wipe(key)
+
+    def _request_frame(self, actions, mti, fields):
+        """A query, reversal or advice under a fresh KSN (DUKPT); None when the counter is
+        exhausted (logged; not sent)."""
+        if self.keys is None:
+            return iso8583.encode(mti, fields, self.mac_key)
+        try:
+            ksn = self._next_ksn(actions)
+        except dukpt.CounterExhausted:
+            self._log("security: DUKPT counter exhausted: %s for stan %s not sent" % (
+                mti, fields[11]))
+            return None
+        return self._mac_frame(mti, fields, ksn)
+
+    def _answer_key(self, mti, fields):
+        # iso8583.decode's key resolver: an answer is checked only under the KSN of the latest
+        # request it can answer (its MAC_VERIFICATION key); any other KSN, or none, is refused.
+        ksn = fields.get(53)
+        if ksn is None or ksn != self.ksn_expect.get(mti):
+            return None
+        return self.keys.working_key_for(ksn, dukpt.MAC_VERIFICATION)
+
     def _key_fields(self, txn):
         return {3: PROC_PURCHASE, 4: "%012d" % txn["amount"], 11: "%06d" % txn["stan"],
                 41: self.settings["terminal_id"], 49: self.settings["currency_code"]}
@@ -434,9 +545,10 @@ class Terminal:
 
     def _rx(self, actions, frame):
         try:
-            mti, fields = iso8583.decode(frame, self.mac_key)
-        except iso8583.MacError:
-            self._log("security: response with a bad MAC ignored")
+            mti, fields = iso8583.decode(
+                frame, self.mac_key if self.keys is None else self._answer_key)
+        except iso8583.MacError as e:
+            self._log("security: response with a bad MAC ignored (%s)" % e)
             if self.mode in (WAIT, QUERY):
                 self.query_reason = REASON_BAD_MAC
                 if self.mode == WAIT:
@@ -460,6 +572,11 @@ class Terminal:
             expect_mti = "0200" if mti == "0210" else "0600"
             if not iso8583.matches(expect_mti, self._key_fields(txn), mti, fields):
                 self._log("mismatched %s ignored" % mti)
+                return
+            if mti == "0210" and fields.get(39) == _REFUSED:
+                self._log("purchase answered %s (refused): no answer" % _REFUSED)
+                if self.mode == WAIT:
+                    self._start_query(actions)
                 return
             if mti == "0610" and fields.get(39) not in _QUERY_OUTCOMES:
                 # 63 (the host refused the query itself), 96, 91: it says nothing about the
@@ -576,7 +693,9 @@ class Terminal:
         fields[42] = self.settings["merchant_id"]
         fields[60] = "%06d" % txn["batch"]
         fields[90] = self._original(txn)
-        actions.append(("send", "query", iso8583.encode("0600", fields, self.mac_key)))
+        frame = self._request_frame(actions, "0600", fields)
+        if frame is not None:
+            actions.append(("send", "query", frame))
         actions.append(("arm", "query", self.settings["query_timeout_ms"]))
         if not self.recovery:
             self._show(actions, screens.processing("Checking (%d/%d)" % (
@@ -693,14 +812,21 @@ class Terminal:
         fields[90] = self._original(txn)
         if what == "rev":
             sent = self.saf_sent.get(stan, 0)
-            self.saf_sent[stan] = sent + 1
             fields[39] = txn.get("reason", REASON_NO_RESPONSE)
             mti = "0400" if sent == 0 else "0401"
-            actions.append(("send", "reversal", iso8583.encode(mti, fields, self.mac_key)))
+            kind = "reversal"
         else:
             fields[37] = txn["rrn"]
             fields[38] = txn["auth"]
-            actions.append(("send", "advice", iso8583.encode("0220", fields, self.mac_key)))
+            mti = "0220"
+            kind = "advice"
+        frame = self._request_frame(actions, mti, fields)
+        if frame is None:
+            self.saf_busy = None  # owed still: it goes when a new key is loaded
+            return
+        if what == "rev":
+            self.saf_sent[stan] = sent + 1
+        actions.append(("send", kind, frame))
         actions.append(("arm", "saf", self.settings["query_timeout_ms"]))
 
     def _saf_done(self, actions, txn):
@@ -726,6 +852,11 @@ class Terminal:
         delay = self.settings["retry_base_ms"] << min(self.saf_tries, 10)
         self.saf_tries += 1
         actions.append(("arm", "saf_retry", min(delay, self.settings["retry_max_ms"])))
+
+
+def _wipe(buf):
+    for i in range(len(buf)):
+        buf[i] = 0
 
 
 def _all_digits(text):

@@ -274,6 +274,23 @@ class TerminalKeys:
         finally:
             _wipe(key)
 
+    def working_key_for(self, ksn, usage):
+        """The working key for `usage` under another KSN of this terminal (the KSN of an earlier
+        request, to check its answer, or of the next one): up to 17 AES operations, the
+        transaction key wiped after. Raises ValueError on a KSN of another initial key ID, a
+        counter that is never used (0, more than 16 one-bits) or a bad usage."""
+        _check_ksn(ksn)
+        _check_usage(usage)
+        for i in range(INITIAL_KEY_ID_LEN):
+            if ksn[i] != self._ksn[i]:
+                raise ValueError("KSN of another initial key")
+        key = bytearray(_BLOCK)
+        out = bytearray(_BLOCK)
+        _transaction_key(self._initial, ksn, self._data, key)
+        _working_key(key, ksn, usage, self._data, out)
+        _wipe(key)
+        return out
+
     def wipe(self):
         """Zero the initial key held in RAM (the object is unusable afterwards)."""
         _wipe(self._initial)

@@ -48,13 +48,14 @@ _SPEC = {
     42: (_ANS, 0, 15),
     49: (_N, 0, 3),
     52: (_B, 0, 16),
+    53: (_B, 0, 12),  # the DUKPT KSN: initial key ID (8 bytes) + transaction counter (4)
     60: (_ANS, 3, 999),
     64: (_B, 0, 8),
     90: (_N, 0, 42),
     128: (_B, 0, 8),
 }
 # Encoding order: ascending field number, as the bitmap requires.
-_ORDER = (2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 60, 90)
+_ORDER = (2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 53, 60, 90)
 # Fields whose values `matches` compares (docs/protocol.md: TID, STAN, processing code, amount).
 _MATCH = (41, 11, 3, 4)
 # Not sent in answers, but an answer that does carry it must agree: an approval in another
@@ -63,7 +64,8 @@ _MATCH_IF_SENT = (49,)
 
 
 class MacError(ValueError):
-    """The message carries no MAC, or a MAC that does not verify under the MAC key."""
+    """The message carries no MAC, or a MAC that does not verify under the MAC key, or the
+    key resolver has no key for it (a KSN that is not the one expected)."""
 
 
 def _check_chars(raw, lo, hi):
@@ -152,7 +154,12 @@ def _text(view, lo, hi, field):
 def decode(message, mac_key):
     """Parse an ISO message (without length prefix) into (mti, {field: value}); the dict holds
     the MAC field too. Raises ValueError on anything malformed and MacError when the MAC is
-    missing or wrong. mac_key None skips the MAC check (logging, tools), never for trust."""
+    missing or wrong. mac_key None skips the MAC check (logging, tools), never for trust.
+
+    `mac_key` may be a resolver instead: called as `mac_key(mti, fields)` once the message has
+    parsed, it returns the key to check the MAC under (DUKPT: derived from the KSN in field
+    53), or None when there is none (MacError). A bytearray it returns is a working key made for
+    this check: it is zeroed after."""
     view = memoryview(message)
     end = len(view)
     if end < _MIN_MESSAGE:
@@ -214,7 +221,18 @@ def decode(message, mac_key):
         raise ValueError("trailing bytes")
     if mac_at < 0:
         raise MacError("no MAC")
-    if mac_key is not None and not _mac_ok(cmac(mac_key, view[:mac_at]), fields[mac_field]):
+    if mac_key is None:
+        return mti, fields
+    key = mac_key
+    if callable(mac_key):
+        key = mac_key(mti, fields)
+        if key is None:
+            raise MacError("no key for this message")
+    ok = _mac_ok(cmac(key, view[:mac_at]), fields[mac_field])
+    if key is not mac_key and isinstance(key, bytearray):
+        for i in range(len(key)):
+            key[i] = 0
+    if not ok:
         raise MacError("bad MAC")
     return mti, fields
 

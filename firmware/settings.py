@@ -46,6 +46,14 @@ DEFAULTS = {
     "journal_max_bytes": 8192,  # journal size that triggers compaction, bytes
     "mac_key": "2B7E151628AED2A6ABF7158809CF4F3C",  # AES-128 MAC key, hex (TEST KEY)
     "pin_key": "000102030405060708090A0B0C0D0E0F",  # AES-128 PIN key, hex (TEST KEY)
+    # Static keys serve every message; DUKPT derives a MAC and PIN key per message from the
+    # initial key and the message's KSN (docs/protocol.md, "Keys"), so a key seen once opens
+    # nothing else, and the host refuses a KSN used before.
+    "key_scheme": "dukpt",  # dukpt (AES DUKPT, X9.24-3: initial_key) or static (mac_key, pin_key)
+    # The published X9.24-3 test initial key: test BDK FEDCBA9876543210F1F1F1F1F1F1F1F1 with
+    # the initial key ID below.
+    "initial_key": "1273671EA26AC29AFA4D1084127652A1",  # DUKPT initial key, hex (TEST KEY)
+    "initial_key_id": "1234567890123456",  # DUKPT initial key ID, hex: BDK ID + derivation ID
     "poll_ms": 50,  # card reader poll period while waiting for a card
     "reader": "pn532_i2c",  # card reader: rc522 (SPI), pn532_i2c, pn532_spi
     "classic_key": "FFFFFFFFFFFF",  # MIFARE Classic key A of demo cards, hex (TEST KEY)
@@ -139,6 +147,9 @@ _RULES = (
     ("mac_key", lambda v: _hex(v, 32), "exactly 32 hex digits"),
     ("pin_key", lambda v: _hex(v, 32), "exactly 32 hex digits"),
     ("classic_key", lambda v: _hex(v, 12), "exactly 12 hex digits"),
+    ("key_scheme", lambda v: v in ("dukpt", "static"), "dukpt or static"),
+    ("initial_key", lambda v: _hex(v, 32), "exactly 32 hex digits"),
+    ("initial_key_id", lambda v: _hex(v, 16), "exactly 16 hex digits"),
     ("wifi_ssid", lambda v: len(v.encode()) <= 32, "at most 32 bytes (UTF-8)"),
     ("wifi_password", _wifi_password,
      "empty, 8 to 63 printable ASCII characters, or exactly 64 hex digits"),

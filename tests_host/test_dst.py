@@ -23,8 +23,8 @@ REGRESSIONS = {
 }
 
 
-def _violations(seed):
-    return World(seed).run().checker.violations
+def _violations(seed, key_scheme="dukpt"):
+    return World(seed, key_scheme=key_scheme).run().checker.violations
 
 
 def test_fixed_seeds_run_clean():
@@ -37,9 +37,20 @@ def test_fixed_seeds_run_clean():
         failing,)
 
 
+def test_fixed_seeds_run_clean_with_static_keys():
+    # The static scheme (mac_key, pin_key, no KSN) still works end to end.
+    failing = {}
+    for seed in range(60):
+        violations = _violations(seed, "static")
+        if violations:
+            failing[seed] = violations
+    assert not failing, failing
+
+
+@pytest.mark.parametrize("key_scheme", ("dukpt", "static"))
 @pytest.mark.parametrize("seed", sorted(REGRESSIONS))
-def test_seeds_that_found_firmware_bugs_run_clean(seed):
-    assert _violations(seed) == [], REGRESSIONS[seed]
+def test_seeds_that_found_firmware_bugs_run_clean(seed, key_scheme):
+    assert _violations(seed, key_scheme) == [], REGRESSIONS[seed]
 
 
 def test_same_seed_same_run():
@@ -49,11 +60,13 @@ def test_same_seed_same_run():
 
 
 def test_shrink_keeps_the_failure(monkeypatch):
-    # Put the old advice bug back (any 0230 taken as the acknowledgement): seed 439 fails.
+    # Put the old advice bug back (any 0230 taken as the acknowledgement): seed 273 fails (439
+    # did with static keys; under DUKPT a request corrupted in its KSN gets an answer the
+    # terminal cannot verify, so other seeds show it).
     monkeypatch.setattr(core, "_ACKNOWLEDGED", ("00", "25", "63", "96"))
-    purchases, disabled, w = runner.shrink(439)
+    purchases, disabled, w = runner.shrink(273)
     assert w.checker.violations
-    again = World(439, purchases=purchases, disabled=disabled).run()
+    again = World(273, purchases=purchases, disabled=disabled).run()
     assert again.checker.violations == w.checker.violations
 
 
@@ -117,7 +130,8 @@ def test_broken_receipt_for_a_late_approval_after_reversing_is_caught(monkeypatc
 
     def broken_rx(self, actions, frame):
         try:
-            mti, fields = iso8583.decode(frame, self.mac_key)
+            mti, fields = iso8583.decode(
+                frame, self.mac_key if self.keys is None else self._answer_key)
         except ValueError:
             mti, fields = None, {}
         txn = self.__dict__.get("reversed_txns", {}).get(int(fields.get(11, "0") or 0))

@@ -5,9 +5,10 @@ APPROVED, and the books on both sides agree afterwards.
 Each forgery answers one purchase in place of (or before) the host's answer:
 - a wrong MAC (one bit flipped, MAC field missing, MACed under another key);
 - a wrong STAN, amount, terminal ID or currency, each with a wrong MAC and with a correct one
-  (computed with the test key: only the key holder can, so this shows the matching rules
-  themselves refuse it);
-- the genuine 0210 of an earlier purchase, captured on the wire and replayed;
+  (computed with the key the host derives for the request's KSN: only the key holder can, so
+  this shows the matching rules themselves refuse it);
+- the genuine 0210 of an earlier purchase, captured on the wire and replayed (its MAC is good
+  under the KSN it carries, an earlier request's: under DUKPT it is no answer to this one);
 - garbage: random bytes, a well-framed random body, a huge length prefix, a truncated frame.
 
 Two harnesses:
@@ -86,7 +87,8 @@ CASES = {
                                BAD_MAC, "query"),
     "wrong_currency_good_mac": (lambda ctx, cap: _wrong(lambda c: {"f49": "840"}, "good")(ctx),
                                 MISMATCH, "timeout"),
-    "replayed_approval": (lambda ctx, cap: frame(cap[0]), UNKNOWN, "timeout"),
+    # Under DUKPT its KSN is the earlier purchase's, not this one's: refused as a bad MAC.
+    "replayed_approval": (lambda ctx, cap: frame(cap[0]), BAD_MAC, "query"),
     "random_bytes": (lambda ctx, cap: forge.random_bytes(48, 7), None, "closed"),
     "random_framed_body": (lambda ctx, cap: frame(forge.random_bytes(40, 8)), MALFORMED,
                            "timeout"),
@@ -189,9 +191,9 @@ class ForgedWorld(dst_world.World):
         genuine = None
         if self.mode != "intercepted":
             resp_mti, resp_fields, _ = self.host._process(mti, request)
-            genuine = spec.encode_msg(resp_mti, resp_fields, self.host.mac_key)
+            genuine = self.host.encode_response(resp_mti, resp_fields)
         ctx = {"req_mti": mti, "req": req, "resp_mti": "0210", "genuine": genuine,
-               "mac_key": self.host.mac_key, "host": self.host}
+               "mac_key": self.host.response_key(req), "host": self.host}
         wire = CASES[case][0](ctx, self.captured)
         self.forged[self.purchase_no] = (case, int(req["11"]), wire)
         # What the runtime would take from these bytes (firmware/app.py `_read_frame`).
@@ -297,7 +299,7 @@ def test_dst_forged_query_answers_end_in_a_reversal():
         if bytes(frame_bytes[:4]) == b"0600" and not w.healing:
             w.inflight -= 1
             mti, req = spec.decode_frame(frame_bytes)
-            ctx = {"req": req, "resp_mti": "0610", "mac_key": w.host.mac_key}
+            ctx = {"req": req, "resp_mti": "0610", "mac_key": w.host.response_key(req)}
             forged = flip_mac(approval(ctx))
             bad.append(forged)
             w.inflight += 1
@@ -447,7 +449,9 @@ def test_sim_forged_answer_prints_nothing(sim, case):
         assert [(t["status"], t["receipt_confirmed"]) for t in row] == [("reversed", False)]
         reversal = [e for e in tx if e["mti"] == "0400"]
         assert reversal, tx
-        fields = spec.decode_msg(bytes.fromhex(reversal[0]["hex"])[2:], keys.MAC_KEY)[1]
+        request = bytes.fromhex(reversal[0]["hex"])[2:]
+        ksn = spec.decode_frame(request)[1]["53"]  # its MAC under its own KSN's key
+        fields = spec.decode_msg(request, keys.dukpt_key(ksn, keys.dukpt.MAC_GENERATION))[1]
         if want_line == BAD_MAC:
             assert fields["39"] == "A0"  # the reversal says why: MAC failure
         # (Otherwise it should say 98; after an earlier bad MAC in the same boot it says A0:

@@ -10,11 +10,15 @@ from hypothesis import strategies as st
 from firmware import iso8583
 from tools import fuzz
 
-_APPROVAL = iso8583.encode("0210", fuzz.response_fields("0210", 42, 1250), fuzz.KEY)
+# Under the DUKPT key the host derives for the KSN they carry (fuzz._remac's key), so that the
+# decoder's accepting path is reached.
+_APPROVAL = iso8583.encode("0210", {**fuzz.response_fields("0210", 42, 1250), 53: fuzz.KSN1},
+                           fuzz.host_key(fuzz.KSN1))
 _QUERY = iso8583.encode("0600", {3: "000000", 4: "000000001250", 7: "1126101600",
                                  11: "000042", 41: "TERM0001", 42: "MERCHANT0000001",
-                                 60: "000001", 90: "0200000042" + "1126101500" + "0" * 22},
-                        fuzz.KEY)
+                                 53: fuzz.KSN1, 60: "000001",
+                                 90: "0200000042" + "1126101500" + "0" * 22},
+                        fuzz.host_key(fuzz.KSN1))
 _HOST = fuzz.host_oracle()
 
 

@@ -39,22 +39,22 @@ def test_exact_approval_is_accepted_and_mismatches_are_not():
                              (4, "%012d" % 1251), (3, "200000")):
             fields = h.response(mti)
             fields[field] = value
-            actions = h.do(("rx", fuzz.iso8583.encode(mti, fields, fuzz.KEY)))
+            actions = h.do(("rx", h.encode(mti, fields)))
             assert not [a for a in actions if a[0] in ("print", "journal")], (context, field)
-        actions = h.do(("rx", fuzz.iso8583.encode(mti, h.response(mti), fuzz.OTHER_KEY)))
+        actions = h.do(("rx", h.encode(mti, h.response(mti), fuzz.OTHER_KEY)))
         assert not [a for a in actions if a[0] in ("print", "journal")], context
-        actions = h.do(("rx", fuzz.iso8583.encode(mti, h.response(mti), fuzz.KEY)))
+        actions = h.do(("rx", h.encode(mti, h.response(mti))))
         assert h.journal[-1] == {"r": "ok", "stan": h.stan, "rrn": "633010000042",
                                  "auth": "A1B2C3"}, context
         assert [a for a in actions if a[0] == "print"], context
         # The same approval again (a replay) prints nothing more.
         h.finish_printing()
-        actions = h.do(("rx", fuzz.iso8583.encode(mti, h.response(mti), fuzz.KEY)))
+        actions = h.do(("rx", h.encode(mti, h.response(mti))))
         assert not [a for a in actions if a[0] == "print" or a[0] == "journal"], context
 
 
 def test_no_approval_after_the_reversal_was_decided():
     h = fuzz.Harness("reversed", 777)
     for mti in ("0210", "0610"):
-        actions = h.do(("rx", fuzz.iso8583.encode(mti, h.response(mti), fuzz.KEY)))
+        actions = h.do(("rx", h.encode(mti, h.response(mti))))
         assert not [a for a in actions if a[0] in ("print", "journal")], mti

@@ -25,11 +25,12 @@ QUICK = 0.3  # s: the client's wait where no response is expected
 
 
 @contextlib.asynccontextmanager
-async def running_host(tmp_path, cards=None, clock=None, name="host.db"):
+async def running_host(tmp_path, cards=None, clock=None, name="host.db", counter=0):
     host = HostSimulator(str(tmp_path / name), cards, clock=clock)
     await host.start()
     try:
-        yield host, HostClient(host.port)
+        # A DUKPT terminal (the test initial key); `counter`: its last counter used before.
+        yield host, HostClient(host.port, counter=counter)
     finally:
         await host.stop()
 
@@ -185,7 +186,8 @@ def test_duplicate_stan_is_declined_94_and_charged_once(tmp_path):
             # The same STAN in another batch or from another terminal is a new transaction.
             client.batch = "000002"
             assert rc(await client.purchase(GOOD, "1234", 1250, 42)) == "00"
-            other = HostClient(host.port, tid="TERM0002")
+            other = HostClient(host.port, tid="TERM0002",
+                               initial_key_id=bytes.fromhex("1234567800000002"))
             assert rc(await other.purchase(GOOD, "1234", 1250, 42)) == "00"
             assert balance(host, GOOD) == 50000 - 3 * 1250
     run(body())
@@ -277,9 +279,10 @@ def test_bad_request_mac_is_63_and_changes_nothing(tmp_path):
             # A request with a bad MAC leaves no tombstone and no record: STAN 1 is still free.
             assert rc(await client.purchase(GOOD, "1234", 1250, 1)) == "00"
             assert rc(await client.purchase(GOOD, "1234", 1250, 3)) == "00"
-            wrong_key = HostClient(host.port, mac_key=bytes(16))
+            wrong_key = HostClient(host.port, initial_key=bytes(16), counter=100)
             with pytest.raises(spec.MacError):  # the host's answer is under its own key
                 await wrong_key.purchase(GOOD, "1234", 1, 4)
+            assert [line for line in host.log if "security: bad MAC" in line]
     run(body())
 
 
@@ -288,11 +291,11 @@ def test_several_requests_on_one_connection(tmp_path):
         async with running_host(tmp_path) as (host, client):
             reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
             for stan in (1, 2):
-                frame = spec.encode_msg("0200", client.purchase_fields(GOOD, "2812", "1234", 100,
-                                                                       stan), keys.MAC_KEY)
+                frame = client.encode("0200", client.purchase_fields(GOOD, "2812", "1234", 100,
+                                                                     stan))
                 writer.write(spec.frame_with_length(frame))
                 n = int.from_bytes(await reader.readexactly(2), "big")
-                assert spec.decode_msg(await reader.readexactly(n), keys.MAC_KEY)[1]["39"] == "00"
+                assert client.decode(await reader.readexactly(n))[1]["39"] == "00"
             writer.close()
             assert balance(host, GOOD) == 50000 - 200
     run(body())
@@ -501,8 +504,9 @@ def test_crash_after_commit_keeps_the_ledger(tmp_path):
             assert [t["stan"] for t in host.export_ledger()] == ["000001", "000002"]
             assert rc(await client.purchase(GOOD, "1234", 1250, 2)) == "94"
             assert any("fault=crash_after_commit" in line for line in host.log)
-        # And a new simulator on the same file sees it all (WAL, nothing reseeded).
-        async with running_host(tmp_path) as (host, client):
+        # And a new simulator on the same file sees it all (WAL, nothing reseeded), the KSNs
+        # used too: the terminal goes on from its counter.
+        async with running_host(tmp_path, counter=client.dukpt.counter) as (host, client):
             assert balance(host, GOOD) == 50000 - 1750
             assert rc(await client.query(1250, 2)) == "00"
         assert os.path.exists(tmp_path / "host.db")

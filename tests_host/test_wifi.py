@@ -279,7 +279,7 @@ def test_runtime_shows_wifi_and_a_purchase_without_it_ends_unreachable():
 
     asyncio.run(scenario())
     records = [r["r"] for r in runtime.journal.replay()]
-    assert records == ["send", "unsent"], records
+    assert records == ["ksn", "send", "unsent"], records  # ksn: DUKPT counters reserved
     assert "Wi-Fi: connected 192.168.1.23" in board.lines
     assert [line for line in board.lines if "purchase: host unreachable (Wi-Fi:" in line]
     for screen in shown:

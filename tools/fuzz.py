@@ -13,7 +13,9 @@ The properties, per input:
   anything but ValueError (FrameReader) or nothing at all (`_read_frame`: None for garbage);
 - the Terminal never raises, and an input ends a transaction (journals `ok`, `dec`, `revd` or
   `conf`, prints) exactly when it is a valid-MAC frame answering the exchange in flight: MTI,
-  TID (41), STAN (11), processing code (3) and amount (4) equal to the request's. An approval
+  TID (41), STAN (11), processing code (3) and amount (4) equal to the request's, and (DUKPT,
+  the default keys) its KSN (53) the one of the terminal's latest request of that kind, its MAC
+  under that KSN's MAC_VERIFICATION key as the host derives it from the BDK. An approval
   is accepted only for the current purchase in WAIT (0210) or QUERY (0210, 0610); after a
   reversal was decided nothing approves it. Exact approvals must be accepted (positive control);
 - every input takes bounded time (CPython: a per-input alarm; everywhere: the slowest is kept).
@@ -39,7 +41,7 @@ if sys.implementation.name != "micropython":
 
 from binascii import hexlify, unhexlify  # noqa: E402
 
-from firmware import core, iso8583  # noqa: E402
+from firmware import core, dukpt, iso8583  # noqa: E402
 from firmware.app import _read_frame  # noqa: E402
 from firmware.cmac import cmac  # noqa: E402
 from firmware.settings import DEFAULTS  # noqa: E402
@@ -56,8 +58,10 @@ except ImportError:
         return a - b
 
 
-KEY = unhexlify(DEFAULTS["mac_key"])
+KEY = unhexlify(DEFAULTS["mac_key"])  # the static key (frames without a KSN)
 OTHER_KEY = unhexlify("000102030405060708090A0B0C0D0E0F")
+BDK = unhexlify("FEDCBA9876543210F1F1F1F1F1F1F1F1")  # TEST KEY: X9.24-3's, the host's BDK
+KSN1 = unhexlify(DEFAULTS["initial_key_id"] + "00000001")  # the terminal's first KSN
 TID = DEFAULTS["terminal_id"]
 PAN = "4761739001010010"
 _SPEC = iso8583._SPEC
@@ -106,10 +110,42 @@ class Rng:
 
 # ---- an oracle for "is this frame a valid message", independent of the firmware if possible ----
 
+_derived = {}
+
+
+def host_key(ksn, usage=dukpt.MAC_VERIFICATION):
+    """The working key the host derives from the BDK for `ksn` (bytes; cached: a campaign
+    reuses a few KSNs). Raises ValueError on a KSN that is none."""
+    ksn = bytes(ksn)
+    found = _derived.get((ksn, usage))
+    if found is None:
+        if len(_derived) > 64:
+            _derived.clear()
+        found = _derived[(ksn, usage)] = bytes(dukpt.derive(BDK, ksn, usage))
+    return found
+
+
+def answer_key(mti, fields):
+    """An answer's key as the host holds it: the MAC_VERIFICATION key of the KSN it carries
+    (None without a valid one). Whether that KSN is the one the terminal expects is the
+    harness's question (`Harness.expected`)."""
+    ksn = fields.get(53)
+    if ksn is None:
+        return None
+    try:
+        return host_key(ksn)
+    except ValueError:
+        return None
+
+
+def _request_key(mti, fields):
+    ksn = fields.get(53)
+    return KEY if ksn is None else host_key(ksn, dukpt.MAC_GENERATION)
+
 
 def _firmware_oracle(frame):
     try:
-        return iso8583.decode(frame, KEY)
+        return iso8583.decode(frame, answer_key)
     except ValueError:
         return None
 
@@ -120,8 +156,10 @@ def host_oracle():
 
     def oracle(frame):
         try:
-            mti, fields = spec.decode_msg(bytes(frame), KEY)
-        except ValueError:
+            ksn = spec.decode_frame(bytes(frame))[1].get("53")
+            key = host_key(ksn)
+            mti, fields = spec.decode_msg(bytes(frame), key)
+        except (ValueError, TypeError):
             return None
         except Exception:  # noqa: BLE001 - pyiso8583 quirks: count as "not a valid frame"
             return None
@@ -172,7 +210,7 @@ def check_decoded(frame, mti, fields):
 def decode_checked(frame):
     """Decode with and without the key; returns (result_with_key or None, crash text or None)."""
     got = None
-    for key in (KEY, None):
+    for key in (answer_key, None):
         try:
             mti, fields = iso8583.decode(frame, key)
         except ValueError:
@@ -188,7 +226,7 @@ def decode_checked(frame):
             return None, "decoded badly: %r" % (e,)
         except Exception as e:  # noqa: BLE001
             return None, "decoded unencodable: %r" % (e,)
-        if key is KEY:
+        if key is answer_key:
             got = (mti, fields)
     return got, None
 
@@ -350,6 +388,7 @@ class Harness:
         self.last_actions = []
         self.approvals = []  # frames that approved earlier purchases (for replays)
         self.reversed = []  # stans whose reversal was decided
+        self.ksn_for = {}  # answer MTI -> KSN of the latest request it answers, as sent
         self.amount = amount
         records = []
         if stan_base:
@@ -389,8 +428,10 @@ class Harness:
             if a[0] == "journal":
                 self.journal.append(a[1])
             elif a[0] == "send":
-                mti, fields = iso8583.decode(a[2], KEY)
+                mti, fields = iso8583.decode(a[2], _request_key)
                 self.sent.append((a[1], mti, fields))
+                if 53 in fields:
+                    self.ksn_for[iso8583.answer_mti(mti)] = fields[53]
         return actions
 
     def purchase(self, amount):
@@ -403,11 +444,28 @@ class Harness:
         self.amount = amount
 
     def response(self, mti, rc="00", stan=None, amount=None):
-        return response_fields(mti, self.stan if stan is None else stan,
-                               self.amount if amount is None else amount, rc)
+        """The host's answer `mti`, with the KSN of the latest request it answers (or, when
+        there was none, of the latest request of any kind)."""
+        fields = response_fields(mti, self.stan if stan is None else stan,
+                                 self.amount if amount is None else amount, rc)
+        ksn = self.ksn_for.get(mti) or (self.sent[-1][2].get(53) if self.sent else None)
+        if ksn is not None:
+            fields[53] = ksn
+        return fields
+
+    def mac_key(self, mti):
+        """The key the terminal takes an answer `mti` under: that of its expected KSN."""
+        ksn = self.ksn_for.get(mti)
+        return KEY if ksn is None else host_key(ksn)
+
+    def encode(self, mti, fields, key=None):
+        """An answer MACed as the host MACs it (the key of the KSN it carries), or under `key`."""
+        if key is None:
+            key = host_key(fields[53]) if 53 in fields else KEY
+        return iso8583.encode(mti, fields, key)
 
     def approve(self):
-        frame = iso8583.encode("0210", self.response("0210"), KEY)
+        frame = self.encode("0210", self.response("0210"))
         self.do(("rx", frame))
         assert self.journal[-1]["r"] == "ok" or any(
             r["r"] == "ok" for r in self.journal[-3:]), "control approval refused"
@@ -427,7 +485,7 @@ class Harness:
             mti = "0410" if busy[0] == "rev" else "0230"
             save = self.stan
             self.stan = busy[1]
-            self.do(("rx", iso8583.encode(mti, self.response(mti), KEY)))
+            self.do(("rx", self.encode(mti, self.response(mti))))
             self.stan = save
 
     def still_in_context(self):
@@ -469,9 +527,14 @@ class Harness:
         for field in _MATCH:
             if fields.get(field) != want[field]:
                 return None
+        # DUKPT: only under the KSN of the terminal's latest request of that kind.
+        if fields.get(53) is None or fields.get(53) != self.ksn_for.get(mti):
+            return None
         # docs/protocol.md, "What the terminal takes from an answer" (written out here again on
         # purpose: the oracle does not borrow the firmware's own lists).
         rc = fields.get(39)
+        if mti == "0210" and rc == "63":  # the host refused the request itself: no answer
+            return None
         if mti == "0410":
             return ("revd", stan) if rc in ("00", "25") else None
         if mti == "0230":
@@ -485,8 +548,9 @@ class Harness:
 # ---- frame generation ---------------------------------------------------------------------------
 
 
-def _remac(body):
-    return bytes(body) + cmac(KEY, body)[:8]
+def _remac(body, key=None):
+    """`body` with a MAC under `key` (default: the key of the terminal's first KSN)."""
+    return bytes(body) + cmac(host_key(KSN1) if key is None else key, body)[:8]
 
 
 def _set_bit(frame, field, on):
@@ -515,11 +579,12 @@ def make_input(rng, h, category):
     if h.context in ("reversed", "idle") and rng.chance(50):
         mti = rng.choice(("0210", "0610"))  # a late approval for what was decided otherwise
     fields = h.response(mti)
+    key = h.mac_key(mti)  # what re-MACed frames are MACed under: the key the terminal expects
     if category == "approval":
-        return iso8583.encode(mti, fields, KEY)
+        return h.encode(mti, fields)
     if category == "decline":
         fields = h.response(mti, rc=rng.choice(_RCS))
-        return iso8583.encode(mti, fields, KEY)
+        return h.encode(mti, fields)
     if category in ("mismatch", "other_tid"):
         changes = 1 + rng.below(2) if category == "mismatch" else 1
         for _ in range(changes):
@@ -541,17 +606,17 @@ def make_input(rng, h, category):
                 fields.pop(rng.choice(_MATCH), None)
         if fields.get(41) == TID and category == "other_tid":
             fields[41] = "TERM0002"
-        return iso8583.encode(mti, fields, KEY)
+        return h.encode(mti, fields)
     if category == "replay":
         if h.approvals and rng.chance(60):
             return rng.choice(h.approvals)
         stan = rng.choice((h.stan - 1, h.stan + 1, h.stan - 2)) % 1000000
-        return iso8583.encode(mti, h.response(mti, stan=stan), KEY)
-    good = iso8583.encode(mti, fields, KEY)
+        return h.encode(mti, h.response(mti, stan=stan))
+    good = h.encode(mti, fields)
     if category == "bad_mac":
         how = rng.below(4)
         if how == 0:
-            return iso8583.encode(mti, fields, OTHER_KEY)
+            return h.encode(mti, fields, OTHER_KEY)
         if how == 1:
             out = bytearray(good)
             out[len(out) - 1 - rng.below(8)] ^= 1 << rng.below(8)
@@ -560,7 +625,7 @@ def make_input(rng, h, category):
             out = bytearray(good[:-8])
             _set_bit(out, 64, False)
             return bytes(out)
-        other = iso8583.encode(mti, h.response(mti, amount=h.amount + 1), KEY)
+        other = h.encode(mti, h.response(mti, amount=h.amount + 1))
         return good[:-8] + other[-8:]  # the MAC of another message
     if category == "bytes":
         out = bytearray(good)
@@ -575,12 +640,12 @@ def make_input(rng, h, category):
                 out = out[:i] + out[i + 1 :]
         return bytes(out)
     if category == "remac":
-        return _remac(mutate_body(rng, bytearray(good[:-8])))
+        return _remac(mutate_body(rng, bytearray(good[:-8])), key)
     if category == "truncated":
         cut = rng.below(len(good))
         if rng.chance(50):
             return good[:cut]
-        return _remac(good[: max(cut - 8, 0)]) if cut > 20 else good[:cut]
+        return _remac(good[: max(cut - 8, 0)], key) if cut > 20 else good[:cut]
     if category == "random":
         n = rng.below(120)
         out = bytearray(rng.bytes(n))
@@ -588,7 +653,7 @@ def make_input(rng, h, category):
             out = bytearray(mti.encode()) + out[4:]
             if rng.chance(50):
                 out = out[:4] + good[4:12] + out[12:]
-        return _remac(out) if rng.chance(50) else bytes(out)
+        return _remac(out, key) if rng.chance(50) else bytes(out)
     # huge
     n = rng.choice((1000, 4096, 4097, 8192))
     body = bytearray(good[:-8])
@@ -598,7 +663,7 @@ def make_input(rng, h, category):
         body += b"999" + rng.bytes(n)
     else:
         body += bytes(n)
-    return _remac(body) if rng.chance(50) else bytes(body)
+    return _remac(body, key) if rng.chance(50) else bytes(body)
 
 
 def _field_offsets(body):

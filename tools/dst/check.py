@@ -76,7 +76,7 @@ class Checker:
 
     def journaled(self, rec):
         r = rec["r"]
-        if r == "batch":
+        if r in ("batch", "ksn"):
             return
         key = self._key(rec)
         if r == "send":
@@ -121,6 +121,8 @@ class Checker:
     def torn(self, rec):
         """The last record never made it: forget what it taught us."""
         r = rec["r"]
+        if r == "ksn":
+            return
         key = (rec["batch"], rec["stan"]) if r == "send" else self._key(rec)
         if r == "send":
             purchase = self.sent.pop(key, None)

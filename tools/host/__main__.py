@@ -95,13 +95,19 @@ async def main(argv=None):
     parser.add_argument("--db", default="host.db", help="SQLite ledger file (kept across runs)")
     parser.add_argument("--cards", help="cards JSON (default: tools/host/cards.json); seeds a "
                         "fresh ledger file only")
+    parser.add_argument("--static-terminal", action="append", default=[], metavar="TID",
+                        help="a terminal ID whose static-key MACs (key_scheme static) are taken;"
+                        " repeat for more (default: none, DUKPT only)")
     args = parser.parse_args(argv)
     cards = load_cards(args.cards) if args.cards else None
-    host = HostSimulator(args.db, cards, host=args.bind, port=args.port, on_log=print)
+    host = HostSimulator(args.db, cards, host=args.bind, port=args.port, on_log=print,
+                         static_terminals=args.static_terminal)
     await host.start()
-    print("host simulator on %s:%d, ledger %s (TEST KEYS: MAC %s..., PIN %s...); type help"
-          % (args.bind, host.port, args.db, keys.MAC_KEY_HEX[:4], keys.PIN_KEY_HEX[:4]),
-          flush=True)
+    print("host simulator on %s:%d, ledger %s (TEST KEYS: DUKPT BDK ID %s, static MAC %s...,"
+          " PIN %s... for %s); type help"
+          % (args.bind, host.port, args.db, keys.TEST_BDK_ID.hex().upper(),
+             keys.MAC_KEY_HEX[:4], keys.PIN_KEY_HEX[:4],
+             ", ".join(args.static_terminal) or "no terminal"), flush=True)
     control_task = asyncio.ensure_future(control(host))
     with contextlib.suppress(NotImplementedError, AttributeError):  # not on Windows
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, control_task.cancel)

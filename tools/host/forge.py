@@ -9,7 +9,9 @@ in queue order. `build(ctx)` returns the bytes written on the connection, length
 included (use `frame()` for a well-formed one), so garbage can be anything. `ctx` carries the
 request (`req_mti`, `req`: fields as tools/host/spec.py decodes them), the answer's MTI
 (`resp_mti`), the genuine answer when there is one (`genuine`: frame without prefix, or None)
-and the MAC key the host holds (`mac_key`, for correctly MACed forgeries: "the key holder").
+and the key the host would MAC its answer under (`mac_key`, for correctly MACed forgeries: "the
+key holder"): for a request with a KSN (field 53) the MAC_VERIFICATION key the host derives for
+that KSN, else its static key. `approval_fields` echoes the request's KSN.
 
 `commit`: whether the genuine request reaches the ledger. False (the default) is an attacker in
 the middle who swallows the request: the host never hears of it, so a status query finds no
@@ -82,13 +84,13 @@ class ForgingHost(HostSimulator):
         rc = None
         if forgery.commit:
             resp_mti, resp_fields, note = self._process(mti, frame)
-            genuine = spec.encode_msg(resp_mti, resp_fields, self.mac_key)
+            genuine = self.encode_response(resp_mti, resp_fields)
             rc = resp_fields.get("39")
             note = "committed (genuine rc %s), " % rc
         else:
             note = "intercepted (never reached the ledger), "
         ctx = {"req_mti": mti, "req": dict(req), "resp_mti": resp_mti, "genuine": genuine,
-               "mac_key": self.mac_key, "host": self}
+               "mac_key": self.response_key(req), "host": self}
         wire = bytes(forgery.build(ctx))
         self.forged.append((forgery.name, dict(req), wire))
         info = {"mti": mti, "stan": req.get("11"), "tid": req.get("41"), "amount": req.get("4"),
@@ -128,11 +130,11 @@ def frame(message):
 
 
 def approval_fields(ctx, **changes):
-    """The fields of an approval answering ctx's request: its 3, 4, 7, 11, 41 echoed, 39 = 00,
-    a forged RRN and auth code; `changes` ({"f11": "000099", "f49": "840"}) override or add
-    fields (None removes one)."""
+    """The fields of an approval answering ctx's request: its 3, 4, 7, 11, 41 (and KSN, 53)
+    echoed, 39 = 00, a forged RRN and auth code; `changes` ({"f11": "000099", "f49": "840"})
+    override or add fields (None removes one)."""
     req = ctx["req"]
-    fields = {k: req[k] for k in ("3", "4", "7", "11", "41") if k in req}
+    fields = {k: req[k] for k in ("3", "4", "7", "11", "41", "53") if k in req}
     fields["39"] = "00"
     fields["37"] = FORGED_RRN
     fields["38"] = FORGED_AUTH

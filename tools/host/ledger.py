@@ -7,7 +7,8 @@ again when it reopens the file. The full PAN lives only in the `cards` table; tr
 
 Host side rules (docs/protocol.md): a duplicate (TID, batch, STAN) is declined 94; a query or a
 reversal that finds no record leaves a tombstone so that a late original is declined 94;
-reversals are idempotent; an advice sets `receipt_confirmed` once.
+reversals are idempotent; an advice sets `receipt_confirmed` once. Every DUKPT KSN a terminal
+used (table `ksns`) is kept, so a request that comes again under it is refused.
 """
 
 import datetime
@@ -74,6 +75,12 @@ CREATE TABLE IF NOT EXISTS absent (
     reason TEXT NOT NULL,            -- 'query' or 'reversal': who found no record
     created TEXT NOT NULL,
     PRIMARY KEY (tid, batch, stan)
+);
+CREATE TABLE IF NOT EXISTS ksns (
+    device TEXT NOT NULL,            -- DUKPT initial key ID (hex): the terminal's key
+    counter INTEGER NOT NULL,        -- transaction counter of a request whose MAC verified
+    created TEXT NOT NULL,
+    PRIMARY KEY (device, counter)
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -189,7 +196,26 @@ class Ledger:
             " batch = ? AND type = 'purchase' AND status = 'approved'", (tid, batch)).fetchone()
         return {"tid": tid, "batch": batch, "count": row[0], "amount": row[1]}
 
+    def ksn_used(self, device, counter):
+        """Whether the KSN (device, counter) was taken before."""
+        return self.db.execute("SELECT 1 FROM ksns WHERE device = ? AND counter = ?",
+                               (device, counter)).fetchone() is not None
+
     # -- decisions; each one commits before it returns
+
+    def take_ksn(self, device, counter):
+        """Record the KSN of a request whose MAC verified, before anything is decided on it.
+        Returns False (and records nothing) when this device used this counter before: a
+        replay. Committed at once: a host that crashes after it refuses the KSN still."""
+        self._begin()
+        try:
+            cur = self.db.execute("INSERT OR IGNORE INTO ksns (device, counter, created)"
+                                  " VALUES (?, ?, ?)", (device, counter, self._now_text()))
+            self._commit()
+            return cur.rowcount == 1
+        except BaseException:
+            self._rollback()
+            raise
 
     def authorise(self, *, tid, batch, stan, pan, expiry, pin_block, amount, pin_key,
                   processing_code="000000"):

@@ -18,6 +18,7 @@ import datetime
 import socket
 
 from . import keys, spec
+from .keys import dukpt
 from .ledger import APPROVED, NO_RECORD, SECURITY_VIOLATION, SYSTEM_MALFUNCTION, Ledger
 
 MAX_FRAME = 2048  # the largest protocol message is ~1.2 kB (field 60 may reach 999 bytes)
@@ -90,14 +91,24 @@ class HostSimulator:
     `log` holds one readable line per exchange (and per control event); `exchanges` the same as
     dicts; `on_log(line)` is called for each line. `clock()` (aware UTC datetime) is shared with
     the ledger, for expiry checks and timestamps.
+
+    Keys: a request with a KSN (field 53) is checked under the DUKPT keys the host derives from
+    the BDK its BDK ID names (`bdks`: {4-byte BDK ID: BDK}) and answered under that KSN's
+    MAC_VERIFICATION key; a KSN used before is refused (63). A request without one is checked
+    under the static `mac_key` and `pin_key`, but only from the terminal IDs in
+    `static_terminals` (True: any; the default, none): otherwise the public static key of
+    one terminal would let anybody forge requests for every DUKPT terminal.
     """
 
     def __init__(self, db_path, cards=None, *, mac_key=keys.MAC_KEY, pin_key=keys.PIN_KEY,
-                 host="127.0.0.1", port=0, clock=None, on_log=None, max_frame=MAX_FRAME,
-                 idle_timeout_s=IDLE_TIMEOUT_S):
+                 bdks=None, static_terminals=(), host="127.0.0.1", port=0, clock=None,
+                 on_log=None, max_frame=MAX_FRAME, idle_timeout_s=IDLE_TIMEOUT_S):
         self.db_path = db_path
         self.mac_key = mac_key
         self.pin_key = pin_key
+        self.bdks = dict(keys.BDKS if bdks is None else bdks)
+        self.static_terminals = (static_terminals if static_terminals is True
+                                 else frozenset(static_terminals))
         self.host = host
         self.port = port
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
@@ -317,8 +328,7 @@ class HostSimulator:
             return False
 
         resp_mti, resp_fields, note = self._process(mti, frame)
-        response = spec.encode_msg(resp_mti, resp_fields, self.mac_key,
-                                   corrupt_mac=(kind == "bad_mac"))
+        response = self.encode_response(resp_mti, resp_fields, corrupt_mac=(kind == "bad_mac"))
         rc = resp_fields.get("39")
         if kind == "drop_response":
             self._exchange_done(info, resp_mti, rc, note + "; committed, response dropped")
@@ -342,14 +352,46 @@ class HostSimulator:
     # -- decisions
 
     def _process(self, mti, frame):
-        """Decide a request (committing to the ledger). Returns (mti, fields, note)."""
+        """Decide a request (committing to the ledger). Returns (mti, fields, note); the answer
+        goes out MACed by `encode_response`. A refusal on security grounds (bad MAC, unknown
+        BDK, replayed KSN, static key from a DUKPT terminal) answers 63, its note starting
+        "security:"."""
         resp_mti = "%04d" % (int(mti) + 10)
         if mti == spec.REVERSAL_REPEAT:
             resp_mti = spec.REVERSAL_RESP
         try:
-            _, req = spec.decode_msg(frame, self.mac_key)
+            _, req = spec.decode_frame(frame)
+        except spec.DecodeError as exc:
+            return resp_mti, self._echo({}, SYSTEM_MALFUNCTION), "undecodable: %s" % exc
+        ksn = req.get("53")
+        pin_key = self.pin_key
+        if ksn is None:
+            if not (self.static_terminals is True or req.get("41") in self.static_terminals):
+                return (resp_mti, self._echo(req, SECURITY_VIOLATION),
+                        "security: static MAC refused: terminal %s is not a static-key one"
+                        % req.get("41"))
+            mac_key = self.mac_key
+        else:
+            try:
+                mac_key = keys.dukpt_key(ksn, dukpt.MAC_GENERATION, self.bdks)
+            except keys.UnknownBDK:
+                return (resp_mti, self._echo(req, SECURITY_VIOLATION),
+                        "security: unknown BDK ID %s" % ksn[:4].hex().upper())
+            except ValueError as exc:
+                return (resp_mti, self._echo(req, SECURITY_VIOLATION),
+                        "security: bad KSN %s (%s)" % (ksn.hex().upper(), exc))
+        try:
+            _, req = spec.decode_msg(frame, mac_key)
         except spec.MacError as exc:
-            return resp_mti, self._echo(exc.fields, SECURITY_VIOLATION), "bad MAC: %s" % exc
+            return (resp_mti, self._echo(exc.fields, SECURITY_VIOLATION),
+                    "security: bad MAC: %s" % exc)
+        if ksn is not None:
+            # Only once the MAC verified: a forger must not burn the terminal's next KSNs.
+            if not self.ledger.take_ksn(ksn[:8].hex().upper(), int.from_bytes(ksn[8:], "big")):
+                return (resp_mti, self._echo(req, SECURITY_VIOLATION),
+                        "security: replayed KSN %s refused" % ksn.hex().upper())
+            if mti == spec.PURCHASE:
+                pin_key = keys.dukpt_key(ksn, dukpt.PIN_ENCRYPTION, self.bdks)
         missing = [k for k in _REQUIRED[mti] if k not in req]
         if missing:
             return (resp_mti, self._echo(req, SYSTEM_MALFUNCTION),
@@ -358,7 +400,7 @@ class HostSimulator:
         if mti == spec.PURCHASE:
             txn = self.ledger.authorise(
                 tid=tid, batch=batch, stan=stan, pan=req["2"], expiry=req.get("14"),
-                pin_block=req.get("52"), amount=int(req["4"]), pin_key=self.pin_key,
+                pin_block=req.get("52"), amount=int(req["4"]), pin_key=pin_key,
                 processing_code=req["3"])
             resp = self._echo(req, txn["rc"])
             resp["37"] = txn["rrn"]
@@ -386,8 +428,24 @@ class HostSimulator:
             return resp_mti, self._echo(req, NO_RECORD), "advice for unknown transaction"
         return resp_mti, self._echo(req, APPROVED), "receipt confirmed"
 
+    def encode_response(self, resp_mti, resp_fields, corrupt_mac=False):
+        """The answer's frame, MACed under the MAC_VERIFICATION key of the KSN it echoes (field
+        53), or the static key when it echoes none or one the host cannot derive."""
+        return spec.encode_msg(resp_mti, resp_fields, self.response_key(resp_fields),
+                               corrupt_mac=corrupt_mac)
+
+    def response_key(self, resp_fields):
+        """The MAC key of an answer carrying `resp_fields` (see `encode_response`)."""
+        ksn = resp_fields.get("53")
+        if ksn is None:
+            return self.mac_key
+        try:
+            return keys.dukpt_key(ksn, dukpt.MAC_VERIFICATION, self.bdks)
+        except (KeyError, ValueError):
+            return self.mac_key
+
     def _echo(self, req, rc):
-        resp = {k: req[k] for k in ("3", "4", "7", "11", "41") if k in req}
+        resp = {k: req[k] for k in ("3", "4", "7", "11", "41", "53") if k in req}
         if "7" not in resp:
             resp["7"] = self.clock().strftime("%m%d%H%M%S")
         resp["39"] = rc

@@ -1,7 +1,7 @@
 """The host protocol's wire layout, written once (docs/protocol.md), and the MAC.
 
 `SPEC` is a pyiso8583 spec: ASCII MTI, binary 8-byte bitmaps, ASCII numerics, ASCII LL/LLL
-length prefixes, raw binary for fields 52, 64 and 128. The firmware's own codec
+length prefixes, raw binary for fields 52, 53, 64 and 128. The firmware's own codec
 (`firmware/iso8583.py`) is tested against it.
 
 Messages are handled as `(mti, fields)`: `fields` maps the field number as a string ("11") to a
@@ -45,6 +45,7 @@ SPEC = {
     "42": _fixed("ascii", 15, "Merchant ID"),
     "49": _fixed("ascii", 3, "Currency Code (ISO 4217 numeric)"),
     "52": _fixed("b", 16, "PIN Block, ISO 9564 format 4, enciphered"),
+    "53": _fixed("b", 12, "Security Related Control Information: DUKPT KSN"),
     "60": _var(3, 999, "Batch Number (6 digits)"),
     "64": _fixed("b", 8, "MAC (no secondary bitmap)"),
     "90": _fixed("ascii", 42, "Original Data Elements"),

@@ -540,7 +540,14 @@ class SimSession:
                 from tools.host import HostSimulator as factory
             except ImportError:
                 from tools.host.server import HostSimulator as factory
-        self.host = factory(str(self.out / "host.db"), cards=self.cards, port=0)
+        # A scenario whose terminal keeps static keys: the host takes static MACs from it.
+        from firmware.settings import DEFAULTS
+
+        static = self.config.get("key_scheme", DEFAULTS["key_scheme"]) == "static"
+        self.host = factory(str(self.out / "host.db"), cards=self.cards, port=0,
+                            static_terminals=[self.config.get("terminal_id",
+                                                              DEFAULTS["terminal_id"])]
+                            if static else ())
         await self.host.start()
         self.proxy = NetProxy(self.events, lambda: self.host.port)
         await self.proxy.start()
