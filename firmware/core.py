@@ -10,9 +10,8 @@ approval before the receipt prints, the printed mark after it has printed. Oblig
 reversals, unprinted receipts, unsent confirmations) are rebuilt from the journal at boot.
 """
 
-import binascii
 
-from firmware import dukpt, iso8583, pinblock, receipt, screens
+from firmware import dukpt, iso8583, msgkeys, pinblock, receipt, screens
 
 PROC_PURCHASE = "000000"
 # Reversal reasons (field 39 of the 0400): no response, response failed its MAC.
@@ -48,14 +47,6 @@ _ACKNOWLEDGED = ("00", "25")
 # 63 on a purchase: the host refused the request itself (its MAC failed, or its KSN was used
 # before: a replayed copy of ours got there first). It says nothing of the purchase: no answer.
 _REFUSED = "63"
-# DUKPT counters reserved on flash per journal record: a power cut may lose up to this many
-# (skipped at boot, never reused), out of about 2^31 valid counters per initial key.
-_KSN_RESERVE = 32
-# The last counter a purchase may take: 1024 valid counters lie above it (counted with
-# dukpt.next_counter, tests_host/test_dukpt_terminal.py), for the queries, reversals and
-# advices of purchases already made. Plain ints: above the ESP32's small-int range.
-_KSN_PURCHASE_LIMIT = 0xFFF80205
-_KSN_LAST = 0xFFFF0000
 
 
 class Terminal:
@@ -63,20 +54,8 @@ class Terminal:
         self.settings = settings
         self.clock = clock
         self.random_bytes = random_bytes
-        self.mac_key = binascii.unhexlify(settings["mac_key"])
-        self.pin_key = binascii.unhexlify(settings["pin_key"])
-        # DUKPT (key_scheme "dukpt"): a MAC and PIN key per message, from the initial key and
-        # the message's KSN; None: the static keys above serve every message.
-        self.keys = None
-        self.ksn_hex = settings["initial_key_id"].upper()
-        self.ksn_id = binascii.unhexlify(self.ksn_hex)
-        if settings["key_scheme"] == "dukpt":
-            initial = bytearray(binascii.unhexlify(settings["initial_key"]))
-            self.keys = dukpt.TerminalKeys(initial, self.ksn_id + bytes(4))
-            _wipe(initial)
-        self.ksn_last = 0  # counter of the last request sent, or where boot resumes
-        self.ksn_reserved = 0  # counters up to this one are reserved on flash: maybe used
-        self.ksn_expect = {}  # answer MTI -> KSN (field 53) of the latest request it answers
+        # DUKPT (a key per message, its KSN in field 53) or the static keys: firmware/msgkeys.py.
+        self.keys = msgkeys.MessageKeys(settings)
         self.copies = settings["receipt_copies"]
         # The clear PIN lives only here, and is zeroed as soon as the PIN block is built.
         self.pin_buf = bytearray(settings["pin_max"])
@@ -113,11 +92,8 @@ class Terminal:
     def _apply(self, rec):
         """Fold one journal record into the transaction table (at boot and as it is written)."""
         kind = rec["r"]
-        if kind == "ksn":
-            # A reservation of DUKPT counters, for the initial key ID of its record only (a
-            # newly loaded key starts its own counter).
-            if rec["id"] == self.ksn_hex and rec["upto"] > self.ksn_reserved:
-                self.ksn_reserved = rec["upto"]
+        if kind == "ksn":  # a reservation of DUKPT counters
+            self.keys.apply(rec)
             return
         if kind == "batch":
             self.batch = rec["batch"]
@@ -191,8 +167,9 @@ class Terminal:
                 keep.append({"r": "rev", "stan": stan, "reason": txn.get("reason", "98")})
         head = [{"r": "batch", "batch": self.batch, "next": self.next_stan,
                  "n": self.closed_count, "sum": self.closed_total, "last": self.last}]
-        if self.ksn_reserved:
-            head.append({"r": "ksn", "id": self.ksn_hex, "upto": self.ksn_reserved})
+        reservation = self.keys.record()
+        if reservation:
+            head.append(reservation)
         return head + keep
 
     # ---- status ---------------------------------------------------------------------------
@@ -272,8 +249,7 @@ class Terminal:
     def _boot(self, actions, records):
         for rec in records:
             self._apply(rec)
-        # Any counter up to the last reservation may have gone out before the power cut.
-        self.ksn_last = self.ksn_reserved
+        self.keys.boot()
         for stan in self.order:
             txn = self.txns[stan]
             state = txn["state"]
@@ -291,8 +267,8 @@ class Terminal:
         self._log("boot: batch %d next stan %d, %d to recover, %d to print, %d to send" % (
             self.batch, self.next_stan, len(self.recovery), len(self.print_queue),
             len(self.saf)))
-        if self.keys is not None:
-            self._log("boot: DUKPT counter resumes after %d" % self.ksn_last)
+        if self.keys.active:
+            self._log("boot: DUKPT counter resumes after %d" % self.keys.last)
         self.mode = IDLE
         if self.recovery:
             self._start_recovery(actions)
@@ -336,7 +312,7 @@ class Terminal:
     def _card(self, actions, pan, expiry):
         if not self.wants_card():
             return
-        if self.keys is not None and not self._purchase_counter_left():
+        if not self.keys.purchase_left():
             self._keys_used_up(actions)
             return
         if not (12 <= len(pan) <= 19 and _all_digits(pan) and len(expiry) == 4
@@ -436,19 +412,18 @@ class Terminal:
     def _send_purchase(self, actions):
         pan, expiry = self.card
         ksn = None
-        pin_key = self.pin_key
-        if self.keys is not None:
-            if not self._purchase_counter_left():
+        if self.keys.active:
+            if not self.keys.purchase_left():
                 self._clear_pin()
                 self._keys_used_up(actions)
                 return
             ksn = self._next_ksn(actions)
-            pin_key = self.keys.working_key_for(ksn, dukpt.PIN_ENCRYPTION)
+        pin_key = self.keys.pin_block_key(ksn)
         block = pinblock.encipher(pin_key, self.pin_buf, self.pin_len, pan,
                                   self.random_bytes(8))
         self._clear_pin()
         if ksn is not None:
-            _wipe(pin_key)
+            msgkeys.wipe(pin_key)
         now, f7 = self._stamp()
         stan = self.next_stan
         self._journal(actions, {"r": "send", "stan": stan, "batch": self.batch,
@@ -461,7 +436,7 @@ class Terminal:
             41: self.settings["terminal_id"], 42: self.settings["merchant_id"],
             49: self.settings["currency_code"], 52: block, 60: "%06d" % self.batch,
         }
-        frame = self._mac_frame("0200", fields, ksn)
+        frame = self.keys.encode("0200", fields, ksn)
         self.card = None  # the PAN is not kept past the request
         self.current = stan
         # A bad MAC on an earlier purchase says nothing about this one.
@@ -476,65 +451,29 @@ class Terminal:
 
     # ---- keys -----------------------------------------------------------------------------
 
-    def _purchase_counter_left(self):
-        try:
-            return dukpt.next_counter(self.ksn_last) <= _KSN_PURCHASE_LIMIT
-        except dukpt.CounterExhausted:
-            return False
-
     def _keys_used_up(self, actions):
         self._log("security: DUKPT counter exhausted: new purchases refused (new key needed)")
         self._message(actions, screens.message("Keys used up", "", "Call support"))
 
     def _next_ksn(self, actions):
-        """The KSN for the next request: a counter never used before, reserved on flash (a
-        journal record before the request leaves) in runs of _KSN_RESERVE. Raises
-        dukpt.CounterExhausted when none is left."""
-        counter = dukpt.next_counter(self.ksn_last)
-        if counter > self.ksn_reserved:
-            upto = counter
-            for _ in range(_KSN_RESERVE - 1):
-                if upto >= _KSN_LAST:
-                    break
-                upto = dukpt.next_counter(upto)
-            self._journal(actions, {"r": "ksn", "id": self.ksn_hex, "upto": upto})
-        self.ksn_last = counter
-        return self.ksn_id + bytes(((counter >> 24) & 0xFF, (counter >> 16) & 0xFF,
-                                    (counter >> 8) & 0xFF, counter & 0xFF))
-
-    def _mac_frame(self, mti, fields, ksn):
-        """Encode a request: static MAC key, or (ksn given) the KSN in field 53 and the MAC under
-        its MAC_GENERATION key; the answer will be checked under that KSN alone."""
-        if ksn is None:
-            return iso8583.encode(mti, fields, self.mac_key)
-        fields[53] = ksn
-        self.ksn_expect[iso8583.answer_mti(mti)] = ksn
-        key = self.keys.working_key_for(ksn, dukpt.MAC_GENERATION)
-        try:
-            return iso8583.encode(mti, fields, key)
-        finally:
-            _wipe(key)
+        # The reservation, if one is due, is on flash before the request leaves.
+        ksn, reservation = self.keys.next()
+        if reservation is not None:
+            self._journal(actions, reservation)
+        return ksn
 
     def _request_frame(self, actions, mti, fields):
-        """A query, reversal or advice under a fresh KSN (DUKPT); None when the counter is
-        exhausted (logged; not sent)."""
-        if self.keys is None:
-            return iso8583.encode(mti, fields, self.mac_key)
-        try:
-            ksn = self._next_ksn(actions)
-        except dukpt.CounterExhausted:
-            self._log("security: DUKPT counter exhausted: %s for stan %s not sent" % (
-                mti, fields[11]))
-            return None
-        return self._mac_frame(mti, fields, ksn)
-
-    def _answer_key(self, mti, fields):
-        # iso8583.decode's key resolver: an answer is checked only under the KSN of the latest
-        # request it can answer (its MAC_VERIFICATION key); any other KSN, or none, is refused.
-        ksn = fields.get(53)
-        if ksn is None or ksn != self.ksn_expect.get(mti):
-            return None
-        return self.keys.working_key_for(ksn, dukpt.MAC_VERIFICATION)
+        """A query, reversal or advice: under a fresh KSN (DUKPT), or the static key; None when
+        the DUKPT counter is exhausted (logged; not sent)."""
+        ksn = None
+        if self.keys.active:
+            try:
+                ksn = self._next_ksn(actions)
+            except dukpt.CounterExhausted:
+                self._log("security: DUKPT counter exhausted: %s for stan %s not sent" % (
+                    mti, fields[11]))
+                return None
+        return self.keys.encode(mti, fields, ksn)
 
     def _key_fields(self, txn):
         return {3: PROC_PURCHASE, 4: "%012d" % txn["amount"], 11: "%06d" % txn["stan"],
@@ -545,8 +484,7 @@ class Terminal:
 
     def _rx(self, actions, frame):
         try:
-            mti, fields = iso8583.decode(
-                frame, self.mac_key if self.keys is None else self._answer_key)
+            mti, fields = self.keys.decode(frame)
         except iso8583.MacError as e:
             self._log("security: response with a bad MAC ignored (%s)" % e)
             if self.mode in (WAIT, QUERY):
@@ -852,11 +790,6 @@ class Terminal:
         delay = self.settings["retry_base_ms"] << min(self.saf_tries, 10)
         self.saf_tries += 1
         actions.append(("arm", "saf_retry", min(delay, self.settings["retry_max_ms"])))
-
-
-def _wipe(buf):
-    for i in range(len(buf)):
-        buf[i] = 0
 
 
 def _all_digits(text):
