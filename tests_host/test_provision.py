@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
-from firmware import settings
+from boards import sim
+from firmware import app, keystore, settings
 from tools import provision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,15 +46,27 @@ def good_values(**changes):
     return {k: v for k, v in values.items() if v is not None}
 
 
-class FakeMpremote:
-    """Records each call; by default answers like mpremote after a good write."""
+DEVICE_ID = "a4cf12345678"
 
-    def __init__(self, returncode=0, stdout=None, stderr=""):
-        self.calls = []
+
+class FakeMpremote:
+    """Records each call; by default answers like mpremote after a good write. The board's
+    unique-ID query is answered with device_id (None: the board does not answer it)."""
+
+    def __init__(self, returncode=0, stdout=None, stderr="", device_id=DEVICE_ID):
+        self.calls = []  # the writes
+        self.queries = []  # the unique-ID queries
         self.sent = []
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+        self.device_id = device_id
 
     def __call__(self, cmd, **kwargs):
+        if "cp" not in cmd:
+            self.queries.append((cmd, kwargs))
+            assert "DEVICE_ID" in cmd[-1] and cmd[-2] == "exec"
+            if self.device_id is None:
+                return subprocess.CompletedProcess(cmd, 1, "", "Traceback: no unique_id")
+            return subprocess.CompletedProcess(cmd, 0, "DEVICE_ID %s\n" % self.device_id, "")
         self.calls.append((cmd, kwargs))
         data = Path(cmd[cmd.index("cp") + 2]).read_bytes()
         self.sent.append(data)
@@ -121,7 +135,7 @@ BAD = [
 def test_bad_field_is_named_and_nothing_runs(tmp_path, capsys, field, value, words):
     code, out, err, runner = run_main(tmp_path, capsys, good_values(**{field: value}))
     assert code == 2
-    assert runner.calls == []
+    assert runner.calls == [] and runner.queries == []
     assert field in err and words in err and "nothing written" in err
     if field in ("wifi_password", "mac_key", "pin_key", "classic_key"):
         assert str(value) not in out + err
@@ -160,24 +174,43 @@ def test_kcv_mismatch_and_kcv_without_key(tmp_path, capsys):
     assert code == 2 and runner.calls == [] and "mac_key_kcv given without mac_key" in err
 
 
+def _unwrapped(text, device_id=DEVICE_ID):
+    assert text.startswith("W:") and len(text) == 50
+    return aes_key_unwrap(keystore.device_key(bytes.fromhex(device_id)),
+                          bytes.fromhex(text[2:])).hex().upper()
+
+
 def test_success_writes_only_the_given_fields_and_shows_secrets_masked(tmp_path, capsys):
     values = good_values()
     code, out, err, runner = run_main(tmp_path, capsys, values)
     assert code == 0, err
     (cmd, kwargs), = runner.calls
+    (query, _), = runner.queries
+    assert query[4] == "/dev/ttyUSB0" and "boards.esp32_devkitc" in query[-1]
     written = json.loads(runner.sent[0])
     expected = {k: v for k, v in values.items() if not k.endswith("_kcv")}
-    assert written == expected and list(written) == list(expected)
+    assert list(written) == list(expected)
+    # The AES keys are wrapped for this board (cryptography unwraps them: a peer check), the
+    # rest is as given; the KCVs were checked on the clear keys.
+    assert _unwrapped(written["mac_key"]) == MAC_KEY and _unwrapped(written["pin_key"]) == PIN_KEY
+    assert {k: v for k, v in written.items() if k not in ("mac_key", "pin_key")} == \
+        {k: v for k, v in expected.items() if k not in ("mac_key", "pin_key")}
     (tmp_path / "config.json").write_bytes(runner.sent[0])
-    assert settings.load(str(tmp_path / "config.json")) == dict(settings.DEFAULTS, **expected)
+    assert settings.load(str(tmp_path / "config.json")) == dict(settings.DEFAULTS, **written)
+    # The firmware's load unwraps them with the board's ID, and refuses them on another board.
+    loaded = app.load_settings(str(tmp_path), None, lambda: bytes.fromhex(DEVICE_ID))
+    assert loaded == dict(settings.DEFAULTS, **expected)
+    with pytest.raises(settings.SettingsError, match="integrity check failed"):
+        app.load_settings(str(tmp_path), None, lambda: bytes.fromhex("a4cf12345679"))
     assert kwargs["capture_output"] and kwargs["text"]
     assert not Path(cmd[cmd.index("cp") + 2]).exists(), "the temporary file is removed"
     digest = hashlib.sha256(runner.sent[0]).hexdigest()
     assert "verified" in out and digest in out
-    assert "mac_key: **** (KCV 7DF76B)" in out
-    assert "pin_key: **** (KCV %s)" % aes_kcv(PIN_KEY).upper() in out
+    assert "mac_key: **** (KCV 7DF76B, wrapped for device %s)" % DEVICE_ID in out
+    assert "pin_key: **** (KCV %s, wrapped" % aes_kcv(PIN_KEY).upper() in out
     assert "classic_key: ****" in out and "wifi_password: ********" in out
     assert 'terminal_id: "TERM0042"' in out
+    assert written["mac_key"] not in out and written["pin_key"] not in out
 
 
 def test_the_mpremote_command(tmp_path):
@@ -196,12 +229,24 @@ def test_dry_run_prints_the_exact_command_and_writes_nothing(tmp_path, capsys):
     values = good_values()
     code, out, err, runner = run_main(tmp_path, capsys, values, "--dry-run", "--reset")
     assert code == 0, err
-    assert runner.calls == []
+    assert runner.calls == [] and runner.queries == []
+    query = shlex.join(provision.device_id_command("/dev/ttyUSB0", "esp32_devkitc"))
+    assert "  " + query + "\n" in out
+    assert "SHA-256 known once the keys are wrapped" in out
+    assert "mac_key: **** (KCV 7DF76B, wrapped for device (the board's ID))" in out
+    assert "wifi_password: ********" in out
+    # With the board's ID given, the exact file and its hash.
+    code, out, err, runner = run_main(tmp_path, capsys, values, "--dry-run", "--reset",
+                                      "--device-id", DEVICE_ID)
+    assert code == 0 and runner.calls == [] and runner.queries == []
     config = {k: v for k, v in values.items() if not k.endswith("_kcv")}
-    digest = hashlib.sha256(provision.config_bytes(config)).hexdigest()
+    wrapped = provision.wrap_keys(config, bytes.fromhex(DEVICE_ID))
+    assert _unwrapped(wrapped["mac_key"]) == MAC_KEY
+    digest = hashlib.sha256(provision.config_bytes(wrapped)).hexdigest()
     command = shlex.join(provision.build_command("/dev/ttyUSB0", "TMPFILE", digest, True))
     assert "  " + command + "\n" in out
-    assert "mac_key: **** (KCV 7DF76B)" in out and "wifi_password: ********" in out
+    assert "mac_key: **** (KCV 7DF76B, wrapped for device %s)" % DEVICE_ID in out
+    assert wrapped["mac_key"] not in out
 
 
 def test_dry_run_refuses_bad_input_too(tmp_path, capsys):
@@ -255,9 +300,53 @@ def test_provision_function_for_the_virtual_board():
     (cmd, _), = runner.calls
     assert digest == hashlib.sha256(runner.sent[0]).hexdigest()
     assert cmd[4] == "socket://127.0.0.1:7000" and cmd[-2:] == ["+", "reset"]
+    assert len(runner.queries) == 1
+    # Given the board's ID, it is not asked again.
+    provision.provision("COM3", good_values(), runner=runner,
+                        device_id=bytes.fromhex(DEVICE_ID))
+    assert len(runner.queries) == 1 and len(runner.calls) == 2
+    assert _unwrapped(json.loads(runner.sent[1])["pin_key"]) == PIN_KEY
     with pytest.raises(provision.InputError, match="terminal_id"):
         provision.provision("COM3", good_values(terminal_id="T"), runner=runner)
-    assert len(runner.calls) == 1
+    assert len(runner.calls) == 2
+
+
+def test_no_unique_id_or_another_board_writes_nothing(tmp_path, capsys):
+    runner = FakeMpremote(device_id=None)
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(), runner=runner)
+    assert code == 1 and "cannot read the board's unique ID" in err and runner.calls == []
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(), "--device-id",
+                                      "a4cf12345679")
+    assert code == 1 and "not a4cf12345679" in err and runner.calls == []
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(), "--device-id", "xyz")
+    assert code == 2 and "--device-id must be hex" in err and runner.queries == []
+    # Without keys in the file there is nothing to wrap: no query.
+    values = {k: v for k, v in good_values().items() if "_key" not in k}
+    code, out, err, runner = run_main(tmp_path, capsys, values)
+    assert code == 0 and runner.queries == [] and len(runner.calls) == 1
+
+
+def test_a_wrapped_key_in_the_file_is_refused(tmp_path, capsys):
+    wrapped = provision.wrap_keys({"mac_key": MAC_KEY}, bytes.fromhex(DEVICE_ID))["mac_key"]
+    code, out, err, runner = run_main(tmp_path, capsys,
+                                      good_values(mac_key=wrapped, mac_key_kcv=None))
+    assert code == 2 and "mac_key must be given in clear" in err and runner.queries == []
+
+
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason="no MicroPython unix port")
+def test_device_id_code_on_micropython():
+    """What the board runs: the unique ID through the board profile, as the firmware gets it;
+    on the simulated (virtual) board, POS_DEVICE_ID or the fixed sim ID."""
+    import os
+
+    code = provision.device_id_code("sim")
+    for env, expected in (({"POS_DEVICE_ID": DEVICE_ID}, DEVICE_ID),
+                          ({"POS_DEVICE_ID": ""}, sim.SIM_DEVICE_ID.hex())):
+        proc = subprocess.run([str(MICROPYTHON), "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30, env=dict(os.environ, **env))
+        assert proc.stdout == "DEVICE_ID %s\n" % expected, proc.stderr
+        assert provision.read_device_id("p", "sim", lambda cmd, proc=proc, **kw: proc) == \
+            bytes.fromhex(expected)
 
 
 def test_template_has_test_values_only_and_is_documented():

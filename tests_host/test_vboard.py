@@ -16,12 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from firmware import keystore
 from tools import deploy as deploy_mod
 from tools.host.server import HostSimulator
 from tools.sim.session import BoardModel, EventLog, SimSession
 
 REPO = Path(__file__).resolve().parents[1]
 PAN = "4761739001010010"  # a default test card (tools/host/cards.json), PIN 1234
+# This virtual board's unique ID (the unix port has no machine.unique_id(): boards/sim.py reads
+# POS_DEVICE_ID): provisioning wraps the keys for it.
+DEVICE_ID = "a4cf0b0a0d01"
 
 
 def _tool(*args, timeout=120):
@@ -35,7 +39,8 @@ class _VBoard:
     def __init__(self, folder, link_port, log):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tools.vboard", "--dir", str(folder), "--log", str(log),
-             "--env", "POS_SIM_LINK=%d" % link_port, "--env", "POS_FLASH=."],
+             "--env", "POS_SIM_LINK=%d" % link_port, "--env", "POS_FLASH=.",
+             "--env", "POS_DEVICE_ID=" + DEVICE_ID],
             cwd=REPO, stdout=subprocess.PIPE, text=True)
         self.url = self.proc.stdout.readline().strip()
 
@@ -108,6 +113,13 @@ async def _maker_path(tmp):
         assert values["mac_key"] not in prov.stdout + prov.stderr
         written = json.loads((board_dir / "config.json").read_text())
         assert written["host"] == "127.0.0.1" and written["board"] == "sim"
+        # The keys went on the board wrapped for its unique ID, which the tool asked it for.
+        assert "wrapped for device %s" % DEVICE_ID in prov.stdout
+        kek = keystore.device_key(bytes.fromhex(DEVICE_ID))
+        for name in ("mac_key", "pin_key"):
+            assert written[name].startswith("W:") and values[name] not in written[name]
+            assert keystore.unwrap(kek, bytes.fromhex(written[name][2:])).hex().upper() == \
+                values[name].upper()
 
         # 4. deploy again after one module changed: only that file goes; then the reset and
         # the boot log, which shows the firmware booting with the new settings.
@@ -120,6 +132,9 @@ async def _maker_path(tmp):
         assert "deploy: 1 files copied, %d up to date, 0 stale removed" % (n_files - 1) \
             in again.stdout
         assert "boot: batch" in again.stdout, again.stdout
+        # The board unwrapped them (the purchase below is approved: its MAC key is right).
+        clear = re.search(r"keys stored in clear \(([^)]*)\)", again.stdout)
+        assert not clear or not {"mac_key", "pin_key"} & set(clear.group(1).split(", "))
 
         # 5. a purchase on the deployed copy, against the host simulator.
         deadline = time.monotonic() + 30

@@ -1,6 +1,7 @@
 """Provisioning: writes a board's settings file `config.json` from a local JSON file (mpremote).
 
     python -m tools.provision --port PORT [--file provision.local.json] [--dry-run] [--reset]
+                              [--device-id HEX]
 
 PORT is what `mpremote connect` takes: a serial device (/dev/ttyUSB0, COM3) or
 `socket://127.0.0.1:PORT` (the virtual board). The file (default `provision.local.json`, which
@@ -13,6 +14,13 @@ On the board the file is copied to `config.json.new`, checked there against its 
 renamed over `config.json` (littlefs replaces atomically: the board never boots a half-written
 file), then `config.json` is read back by its SHA-256. mpremote `resume` avoids the soft reset;
 `--reset` resets the board at the end so the firmware boots with the new settings.
+
+The AES keys are written wrapped for this board (RFC 3394 under its device key: the AES-CMAC
+of its unique ID, firmware/keystore.py), as "W:" + hex: the board's unique ID is asked first
+(`machine.unique_id()` through its board profile's `device_id()`; on the virtual board,
+POS_DEVICE_ID or the simulated board's fixed ID). The KCV check is on the clear key, before
+wrapping. `--device-id HEX` gives the ID for a dry run (which talks to no board), and is
+checked against the board's in a real run.
 
 Keys and the Wi-Fi password are never printed: the summary shows `****` and each AES key's
 check value (KCV), and any mpremote output is scrubbed of them before it is shown.
@@ -33,8 +41,8 @@ from firmware import settings
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ROOT / "boards"
 NOT_PROFILES = ("__init__", "common")
-AES_KEYS = ("mac_key", "pin_key")
-SECRETS = ("mac_key", "pin_key", "classic_key", "wifi_password")
+AES_KEYS = tuple(name for name in settings.KEYS if name in settings.DEFAULTS)
+SECRETS = AES_KEYS + ("classic_key", "wifi_password")
 REMOTE_NEW = "config.json.new"
 REMOTE = "config.json"
 TIMEOUT_S = 120
@@ -89,19 +97,99 @@ def config_values(values, source="provisioning file", boards_dir=BOARDS):
         if kcv(config[key]) != check.upper():
             raise InputError("%s: %s does not match %s (its KCV is %s): wrong key or wrong check"
                              % (source, field, key, kcv(config[key])))
+    for name in wrapped_names(config):
+        if config[name][:2] == "W:":
+            raise InputError("%s: %s must be given in clear (32 hex digits): provisioning wraps "
+                             "it for the board" % (source, name))
     return config
+
+
+def wrapped_names(config):
+    """The AES key settings of config, which are written wrapped."""
+    return [name for name in settings.KEYS if name in config]
+
+
+def device_kek(unique_id):
+    """The board's device key, by the firmware's own derivation (firmware/keystore.py, run on
+    CPython over the tests' cryptolib stand-in)."""
+    shims = str(ROOT / "tests_host" / "shims")
+    if shims not in sys.path:
+        sys.path.append(shims)
+    from firmware import keystore
+
+    return keystore.device_key(unique_id)
+
+
+def wrap_keys(config, unique_id):
+    """config with its AES keys wrapped for the board with this unique ID ("W:" + hex). The
+    wrap is `cryptography`'s RFC 3394, the firmware unwraps with its own (a peer check)."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    kek = device_kek(unique_id)
+    out = dict(config)
+    for name in wrapped_names(config):
+        out[name] = "W:" + aes_key_wrap(kek, bytes.fromhex(config[name])).hex().upper()
+    return out
+
+
+def device_id_code(board):
+    """Runs on the board: prints its unique ID as the firmware will see it (the board profile's
+    device_id(), else machine.unique_id() for a board whose firmware is not deployed yet)."""
+    return ('import binascii\n'
+            'try:\n'
+            ' from boards.{board} import device_id\n'
+            'except ImportError:\n'
+            ' from machine import unique_id as device_id\n'
+            'print("DEVICE_ID", binascii.hexlify(device_id()).decode())\n').format(board=board)
+
+
+def device_id_command(port, board):
+    return [sys.executable, "-m", "mpremote", "connect", port, "resume",
+            "exec", device_id_code(board)]
+
+
+def read_device_id(port, board, runner=subprocess.run):
+    """The board's unique ID (bytes), asked over mpremote; WriteError if it does not answer."""
+    try:
+        proc = runner(device_id_command(port, board), capture_output=True, text=True,
+                      timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise WriteError("mpremote did not finish in %d s" % TIMEOUT_S) from None
+    except OSError as e:
+        raise WriteError("cannot run mpremote: %s" % e.strerror) from None
+    for line in (proc.stdout or "").splitlines():
+        parts = line.split()
+        if proc.returncode == 0 and len(parts) == 2 and parts[0] == "DEVICE_ID":
+            try:
+                return bytes.fromhex(parts[1])
+            except ValueError:
+                break
+    raise WriteError("cannot read the board's unique ID (exit %d):\n%s" % (
+        proc.returncode, ((proc.stdout or "") + (proc.stderr or "")).rstrip()))
+
+
+def parse_device_id(text):
+    try:
+        unique_id = bytes.fromhex(text)
+    except ValueError:
+        unique_id = b""
+    if not unique_id:
+        raise InputError("--device-id must be hex digits (the board's unique ID)")
+    return unique_id
 
 
 def config_bytes(config):
     return (json.dumps(config, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def summary(config):
-    """Lines describing what is written, secrets masked."""
+def summary(config, unique_id=None):
+    """Lines describing what is written, secrets masked. unique_id: the board's the AES keys
+    are wrapped for (None: not known yet, a dry run without --device-id)."""
     lines = []
     for name, value in config.items():
-        if name in AES_KEYS:
-            shown = "**** (KCV %s)" % kcv(value)
+        if name in settings.KEYS:
+            shown = "**** (KCV %s, wrapped for device %s)" % (
+                kcv(value), unique_id.hex() if unique_id is not None else "(the board's ID)")
         elif name == "wifi_password":
             shown = "********" if value else "(none: open network)"
         elif name in SECRETS:
@@ -159,13 +247,20 @@ def _read_back(stdout):
 
 
 def provision(port, values, *, runner=subprocess.run, reset=False, source="provisioning file",
-              boards_dir=BOARDS):
-    """Check values (the provisioning file's object) and write them as the board's config.json.
+              boards_dir=BOARDS, device_id=None):
+    """Check values (the provisioning file's object) and write them as the board's config.json,
+    the AES keys wrapped for the board with unique ID device_id (bytes; None: asked first).
 
     Returns the SHA-256 (hex) of the config.json written and read back. Raises InputError before
     anything runs on bad input, WriteError when mpremote fails or the read-back differs. runner
     is called as subprocess.run(cmd, capture_output=True, text=True, timeout=...)."""
-    config = config_values(values, source, boards_dir)
+    clear = config_values(values, source, boards_dir)
+    config = clear
+    if wrapped_names(clear):
+        if device_id is None:
+            device_id = read_device_id(port, clear.get("board", settings.DEFAULTS["board"]),
+                                       runner)
+        config = wrap_keys(clear, device_id)
     data = config_bytes(config)
     digest = hashlib.sha256(data).hexdigest()
     fd, tmpfile = tempfile.mkstemp(prefix="config-", suffix=".json")  # mode 0600
@@ -180,7 +275,7 @@ def provision(port, values, *, runner=subprocess.run, reset=False, source="provi
         raise WriteError("cannot run mpremote: %s" % e.strerror) from None
     finally:
         os.remove(tmpfile)
-    output = _scrub((proc.stdout or "") + (proc.stderr or ""), config)
+    output = _scrub(_scrub((proc.stdout or "") + (proc.stderr or ""), config), clear)
     if proc.returncode != 0:
         raise WriteError("mpremote failed (exit %d):\n%s" % (proc.returncode, output.rstrip()))
     found = _read_back(proc.stdout or "")
@@ -215,18 +310,38 @@ def main(argv=None, runner=subprocess.run):
     parser.add_argument("--dry-run", action="store_true",
                         help="check and print what would be done; write nothing")
     parser.add_argument("--reset", action="store_true", help="reset the board afterwards")
+    parser.add_argument("--device-id", metavar="HEX",
+                        help="the board's unique ID: for --dry-run, or checked against the board")
     args = parser.parse_args(argv)
     try:
         values = load_file(args.file)
+        unique_id = parse_device_id(args.device_id) if args.device_id is not None else None
         if args.dry_run:
             config = config_values(values, args.file)
-            digest = hashlib.sha256(config_bytes(config)).hexdigest()
             print("dry run: would run")
+            if wrapped_names(config):
+                board = config.get("board", settings.DEFAULTS["board"])
+                print("  " + shlex.join(device_id_command(args.port, board)))
+            if wrapped_names(config) and unique_id is None:
+                digest = "known once the keys are wrapped for the board"
+            else:
+                written = wrap_keys(config, unique_id) if wrapped_names(config) else config
+                digest = hashlib.sha256(config_bytes(written)).hexdigest()
             print("  " + shlex.join(build_command(args.port, "TMPFILE", digest, args.reset)))
             print("with TMPFILE holding config.json (SHA-256 %s):" % digest)
-            print("\n".join(summary(config)))
+            print("\n".join(summary(config, unique_id)))
             return 0
-        digest = provision(args.port, values, runner=runner, reset=args.reset, source=args.file)
+        config = config_values(values, args.file)
+        if wrapped_names(config):
+            # Asked here, so that the summary names it.
+            found = read_device_id(args.port, config.get("board", settings.DEFAULTS["board"]),
+                                   runner)
+            if unique_id is not None and found != unique_id:
+                raise WriteError("the board's unique ID is %s, not %s (--device-id); nothing "
+                                 "written" % (found.hex(), unique_id.hex()))
+            unique_id = found
+        digest = provision(args.port, values, runner=runner, reset=args.reset, source=args.file,
+                           device_id=unique_id)
     except InputError as e:
         print("provision: %s; nothing written" % e, file=sys.stderr)
         return 2
@@ -234,7 +349,7 @@ def main(argv=None, runner=subprocess.run):
         print("provision: %s" % e, file=sys.stderr)
         return 1
     print("wrote config.json to %s, verified (SHA-256 %s):" % (args.port, digest))
-    print("\n".join(summary(config_values(values, args.file))))
+    print("\n".join(summary(config, unique_id)))
     if not args.reset:
         print("the firmware is stopped at the REPL: reset the board (or use --reset) to boot it")
     return 0
