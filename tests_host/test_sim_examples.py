@@ -13,11 +13,29 @@ EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_rever
 
 
 
+# The approved example once more with the static keys (key_scheme static): the examples
+# themselves run with the default, DUKPT.
+STATIC = "approved_static_keys"
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run every example at once (they take seconds of simulated waiting each)."""
-    return run_all({name: ROOT / "examples" / (name + ".json") for name in EXAMPLES},
-                   tmp_path_factory.mktemp("sim"))
+    base = tmp_path_factory.mktemp("sim")
+    scenarios = {name: ROOT / "examples" / (name + ".json") for name in EXAMPLES}
+    static = json.loads(scenarios["approved"].read_text())
+    static["config"]["key_scheme"] = "static"
+    scenarios[STATIC] = base / (STATIC + ".json")
+    scenarios[STATIC].write_text(json.dumps(static))
+    return run_all(scenarios, base)
+
+
+def ksns(events):
+    """Field 53 (hex) of every request the terminal sent, in order, or None where absent."""
+    from tools.host import spec
+
+    return [spec.decode_frame(bytes.fromhex(e["hex"])[2:])[1].get("53")
+            for e in events if e["kind"] == "host_tx"]
 
 
 def record(runs, name):
@@ -67,6 +85,24 @@ def test_approved(runs):
     assert_approved_receipts(txn, receipts, reprint=False)
     assert txn["amount"] == 1250
     assert sent(events, "0220")  # the receipt confirmation
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_request_has_a_ksn_of_its_own(runs, name):
+    _, _, events, _ = record(runs, name)
+    found = ksns(events)
+    assert found and None not in found, found
+    assert len(set(found)) == len(found), "a KSN used twice: %r" % found
+    assert {k[:8] for k in found} == {bytes.fromhex("1234567890123456")}
+    answers = [e for e in events if e["kind"] == "host_rx"]
+    assert not [e for e in answers if e.get("rc") == "63"], "the host refused a request"
+
+
+def test_approved_with_static_keys(runs):
+    txn, receipts, events, path = record(runs, STATIC)
+    assert_approved_receipts(txn, receipts, reprint=False)
+    assert set(ksns(events)) == {None}
+    assert_clean(path)
 
 
 def test_declined_insufficient_funds(runs):
