@@ -8,6 +8,7 @@ by the sim's board link (tools/sim/session.py BoardModel), and its flash is the 
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -149,14 +150,17 @@ async def _maker_path(tmp):
 
         # 6. make dev: the same board runs the firmware from the PC's folder, mounted.
         counter.board.drop_link()
+        # Unbuffered: mpremote's output must reach the pipe before it is stopped.
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         dev = subprocess.Popen(deploy_mod.dev_command(url), cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT, env=env)
         try:
             deadline = time.monotonic() + 60
             while not counter.is_idle():
                 assert dev.poll() is None, dev.stdout.read().decode()
                 assert time.monotonic() < deadline, "make dev: the firmware never reached idle"
                 await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
         finally:
             dev.terminate()
             dev.wait(10)
