@@ -50,7 +50,7 @@ print("chip models (simulated board only)  %%7d bytes" %% (e - d))
 
 def micro():
     print("== hot paths on MicroPython (unix port, -X heapsize=200000)")
-    for script in ("mp_core.py", "mp_dukpt.py"):
+    for script in ("mp_core.py", "mp_dukpt.py", "mp_msgkeys.py"):
         subprocess.run([str(MICROPYTHON), "-X", "heapsize=200000", "tools/bench/" + script],
                        cwd=ROOT, check=True)
     for name in HARDWARE:
