@@ -9,6 +9,8 @@ Environment:
   POS_SIM_LINK  TCP port of the sim's board link (required by `Board.start()`)
   POS_FLASH     littlefs image file (created and formatted on first use)
   POS_CONFIG    JSON object of settings overriding the flash config (scenario config)
+  POS_HOST_CA   the CA certificate the host link trusts, DER in hex: written to the flash as the
+                host_ca file at mount, as provisioning (tools/provision.py --ca) writes it
   POS_DEVICE_ID this board's unique ID, hex (the device key's input: firmware/keystore.py);
                 unset, every simulated board has SIM_DEVICE_ID
 """
@@ -475,7 +477,29 @@ def mount():
         _root = ""
     elif _flash is None and vfs is not None:
         _flash = mount_flash(_getenv("POS_FLASH", "sim_flash.img"))
+        _install_host_ca(_root)
     return _root
+
+
+def _install_host_ca(root):
+    """POS_HOST_CA onto the flash as the host_ca file (written only when it differs: a flash
+    write per boot would wear it; replaced atomically by a littlefs rename)."""
+    text = _getenv("POS_HOST_CA")
+    if not text:
+        return
+    from firmware.settings import DEFAULTS
+
+    path = root + "/" + config_overrides().get("host_ca", DEFAULTS["host_ca"])
+    data = binascii.unhexlify(text)
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return
+    except OSError:
+        pass
+    with open(path + ".new", "wb") as f:
+        f.write(data)
+    os.rename(path + ".new", path)
 
 
 def build(settings):

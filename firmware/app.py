@@ -99,6 +99,7 @@ class Runtime:
         self.settings = settings
         root = board.root
         self.journal = Journal((root + "/" if root else "") + journal_name)
+        self.tls = host_tls(settings, root)  # at boot: a bad CA file stops here, not mid-purchase
         self.wall_clock = Clock(settings["utc_offset_min"])
         self.terminal = Terminal(settings, self.wall_clock, _random_bytes)
         self.wifi = None
@@ -207,22 +208,35 @@ class Runtime:
             self.log("%s: host unreachable (%s)" % (kind, self.wifi.status))
             self.dispatch(("unsent", kind))
             return
+        tls = self.tls
         try:
             reader, writer = await wait_for_ms(
-                asyncio.open_connection(self.settings["host"], self.settings["port"]),
+                asyncio.open_connection(self.settings["host"], self.settings["port"], **tls),
                 self.settings["connect_timeout_ms"])
-        except (OSError, asyncio.TimeoutError) as e:
-            self.log("%s: host unreachable (%r)" % (kind, e))
+        except (OSError, ValueError, asyncio.TimeoutError) as e:
+            self.host_unreachable(kind, e)
             outcome = ("unsent", kind)
         else:
             self.links[kind] = writer
             try:
                 writer.write(struct.pack(">H", len(frame)) + frame)
-                await writer.drain()
-            except OSError as e:
-                # MicroPython's open_connection returns before the connection is made; a
-                # refused or unreachable host shows up at the first write: nothing was sent.
-                outcome = ("unsent" if _errno(e) in _NOT_CONNECTED else "closed", kind)
+                if tls:
+                    # MicroPython does the TLS handshake inside this first write (CPython in
+                    # open_connection): bounded like the connection. The request leaves only
+                    # after the host's certificate passed, and drain returns as soon as its
+                    # record is all out, so a failure here means the host got no request it
+                    # could decrypt: nothing was sent.
+                    await wait_for_ms(writer.drain(), self.settings["connect_timeout_ms"])
+                else:
+                    await writer.drain()
+            except (OSError, ValueError, asyncio.TimeoutError) as e:
+                if tls:
+                    self.host_unreachable(kind, e)
+                    outcome = ("unsent", kind)
+                else:
+                    # MicroPython's open_connection returns before the connection is made; a
+                    # refused or unreachable host shows up at the first write: nothing was sent.
+                    outcome = ("unsent" if _errno(e) in _NOT_CONNECTED else "closed", kind)
             else:
                 response = await _read_frame(reader)
                 outcome = ("closed", kind) if response is None else ("rx", response)
@@ -233,6 +247,14 @@ class Runtime:
         # purchase is still handed to the core, which decides what it is worth.
         if self.link_gen.get(kind) == gen or outcome[0] == "rx" and kind == "purchase":
             self.dispatch(outcome)
+
+    def host_unreachable(self, kind, e):
+        failure = _tls_failure(e) if self.tls else None
+        if failure:
+            # Never an answer: a host that cannot prove who it is has not been reached.
+            self.log("security: %s (%s: %s); not sent" % (failure, kind, _reason(e)))
+        else:
+            self.log("%s: host unreachable (%r)" % (kind, e))
 
     # ---- network and time -----------------------------------------------------------------
 
@@ -352,6 +374,13 @@ class Runtime:
             # A power cut tore the last write: rewrite before anything is appended after it.
             self.journal.rewrite(self.terminal.snapshot())
             self.log("journal: torn tail cut off")
+        if self.tls:
+            self.log("host link: TLS to %s:%d, certificate from %s's CA for %s" % (
+                self.settings["host"], self.settings["port"], self.settings["host_ca"],
+                self.settings["host_name"]))
+        else:
+            self.log("security: host link is PLAIN TCP (host_tls=plain): card data and MACs "
+                     "travel unencrypted; demo only")
         self.dispatch(("boot", ()))
         tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
         if self.wifi is not None:
@@ -391,6 +420,51 @@ def _errno(e):
     return e.args[0] if e.args else None
 
 
+def host_tls(settings, root):
+    """open_connection's TLS arguments: none for host_tls "plain"; for "verify" a client context
+    that trusts only the CA certificate in the flash file host_ca and wants host_name in the
+    host's certificate. Raises SettingsError when the CA file is missing or not a certificate."""
+    if settings["host_tls"] == "plain":
+        return {}
+    import ssl
+
+    path = (root + "/" if root else "") + settings["host_ca"]
+    try:
+        with open(path, "rb") as f:
+            cadata = f.read()
+    except OSError:
+        raise settings_mod.SettingsError(
+            "host_ca: no file %s on the flash (host_tls is verify: provision it with --ca)"
+            % path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        # DER only: MicroPython's mbedtls takes PEM solely with a trailing NUL.
+        context.load_verify_locations(cadata=cadata)
+    except (ValueError, OSError):
+        raise settings_mod.SettingsError("host_ca: %s is not a DER certificate" % path)
+    return {"ssl": context, "server_hostname": settings["host_name"]}
+
+
+def _tls_failure(e):
+    """The security event a failed TLS connection is, or None when the host was only
+    unreachable (refused, no route, timeout)."""
+    # mbedtls's verdict on the certificate (wrong CA, wrong name, expired) is a ValueError on
+    # MicroPython; CPython's SSLCertVerificationError is a ValueError too.
+    if isinstance(e, ValueError):
+        return "host certificate refused"
+    # Other TLS errors: mbedtls's negative codes on MicroPython, ssl.SSLError on CPython.
+    code = _errno(e)
+    if type(e).__name__.startswith("SSL") or isinstance(code, int) and code < 0:
+        return "TLS handshake with the host failed"
+    return None
+
+
+def _reason(e):
+    text = e.args[-1] if e.args else e
+    return " ".join(str(text).split())
+
+
 async def _read_frame(reader):
     """One length-prefixed frame, or None when the link closes, resets or sends garbage."""
     try:
@@ -398,5 +472,5 @@ async def _read_frame(reader):
         if length == 0 or length > _MAX_FRAME:
             return None
         return await reader.readexactly(length)
-    except (OSError, EOFError):
+    except (OSError, EOFError, ValueError):  # ValueError: a TLS record that fails its check
         return None

@@ -6,6 +6,8 @@ Messages are in words a cashier can act on: what happened, and what to do next.
 from firmware.receipt import format_amount
 
 COLS = 16
+# The idle screen's last row whenever host_tls is "plain": card data crosses the network readable.
+PLAIN_WARNING = "!PLAIN TCP DEMO!"
 
 # Response code -> what the cashier reads (two short lines).
 REASONS = {
@@ -51,6 +53,11 @@ def idle(settings, now, status, net=None):
         lines += ["Ready", "Tap card"]
     if status["queued"]:
         lines += ["", "%d to send" % status["queued"]]
+    if settings["host_tls"] == "plain":
+        # The bottom row, always. A full screen gives up the gap above "N to send" for it.
+        if len(lines) == 8:
+            del lines[6]
+        lines += [""] * (7 - len(lines)) + [PLAIN_WARNING]
     return _fit(lines)
 
 

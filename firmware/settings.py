@@ -25,7 +25,12 @@ DEFAULTS = {
     "utc_offset_min": 0,  # local time minus UTC, minutes (receipts show local time)
     "host": "127.0.0.1",  # acquirer host address
     "port": 8583,  # acquirer host TCP port
-    "connect_timeout_ms": 5000,  # ms to open the TCP connection to the host
+    "connect_timeout_ms": 5000,  # ms to open the connection to the host (TLS handshake too)
+    # The host link. "plain" sends card data and MACs unencrypted: a demo against the host
+    # simulator only, and the idle screen says so on every board.
+    "host_tls": "verify",  # verify (TLS, host certificate checked) or plain (TCP, demo only)
+    "host_ca": "host_ca.der",  # file on the flash holding the CA certificate (DER) host_tls trusts
+    "host_name": "localhost",  # name (DNS or IP) the host's certificate must carry
     # Field practice: 30 s (China UnionPay default, settable 20 to 90 s).
     "response_timeout_ms": 30000,  # ms to wait for the response to a purchase
     "query_timeout_ms": 10000,  # ms to wait for the answer to one status query
@@ -122,6 +127,12 @@ def _name(text):
     return text != "" and all(c == "_" or "a" <= c <= "z" or "0" <= c <= "9" for c in text)
 
 
+def _file_name(text):
+    # A file at the root of the flash: no folders, nothing the shell or mpremote reads specially.
+    return 0 < len(text) <= 32 and text[0] != "." and all(
+        c in "_-." or "a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" for c in text)
+
+
 def _wifi_password(text):
     # WPA2: a passphrase of 8 to 63 printable ASCII characters, or the 256-bit PSK as 64 hex.
     return text == "" or (8 <= len(text) <= 63 and _printable(text)) or _hex(text, 64)
@@ -140,6 +151,9 @@ _RULES = (
      "3 digits (ISO 4217 numeric)"),
     ("host", _host, "1 to 253 printable ASCII characters without spaces"),
     ("port", _port, "1 to 65535"),
+    ("host_tls", lambda v: v in ("verify", "plain"), "verify or plain"),
+    ("host_ca", _file_name, "a file name of 1 to 32 letters, digits, '_', '-' or '.'"),
+    ("host_name", _host, "1 to 253 printable ASCII characters without spaces"),
     ("ntp_host", lambda v: v == "" or _host(v),
      "empty or 1 to 253 printable ASCII characters without spaces"),
     ("ntp_port", _port, "1 to 65535"),

@@ -65,6 +65,7 @@ def _settings():
     values["poll_ms"] = 5
     values["port"] = 1  # nothing listens: a purchase ends "host unreachable"
     values["ntp_host"] = ""  # no time server in these tests (test_wifi.py has one)
+    values["host_tls"] = "plain"  # no host at all here (test_tls.py has TLS)
     return values
 
 

@@ -1,6 +1,11 @@
 """Run the host simulator for a real terminal on the network, with a small control prompt.
 
     python -m tools.host --port 8583 --db host.db [--cards FILE] [--bind 0.0.0.0]
+                         [--tls out/certs | --plain]
+
+TLS by default, with the test CA's host certificate (python -m tools.host.tlsca; made on first
+use): the board needs that CA's ca.der as its host_ca file and host_name "localhost", which the
+certificate carries whatever address the board dials.
 
 Commands on stdin (one per line): a fault with `key=value` options, e.g. `drop_response`,
 `delay_response 4000`, `bad_mac for=query times=2`, `disconnect times=all`,
@@ -98,11 +103,24 @@ async def main(argv=None):
     parser.add_argument("--static-terminal", action="append", default=[], metavar="TID",
                         help="a terminal ID whose static-key MACs (key_scheme static) are taken;"
                         " repeat for more (default: none, DUKPT only)")
+    parser.add_argument("--tls", default="out/certs", metavar="DIR",
+                        help="serve TLS with DIR/host.pem and DIR/host.key.pem, made with the "
+                        "test CA if missing (default: out/certs; the board trusts DIR/ca.der)")
+    parser.add_argument("--plain", action="store_true",
+                        help="plain TCP, for a board set to host_tls plain (demo only)")
     args = parser.parse_args(argv)
     cards = load_cards(args.cards) if args.cards else None
+    tls = None
+    if not args.plain:
+        from .tlsca import ensure
+
+        files, _ = ensure(args.tls)
+        tls = (str(files["host.pem"]), str(files["host.key.pem"]))
     host = HostSimulator(args.db, cards, host=args.bind, port=args.port, on_log=print,
-                         static_terminals=args.static_terminal)
+                         static_terminals=args.static_terminal, tls=tls)
     await host.start()
+    print("TLS with %s (CA %s)" % (tls[0], files["ca.der"]) if tls else
+          "PLAIN TCP: card data and MACs travel unencrypted (demo only)", flush=True)
     print("host simulator on %s:%d, ledger %s (TEST KEYS: DUKPT BDK ID %s, static MAC %s...,"
           " PIN %s... for %s); type help"
           % (args.bind, host.port, args.db, keys.TEST_BDK_ID.hex().upper(),

@@ -16,6 +16,7 @@ connections) and `heal` (ends every fault, host_down included).
 import asyncio
 import datetime
 import socket
+import ssl
 
 from . import keys, spec
 from .keys import dukpt
@@ -84,6 +85,17 @@ class Fault:
         return self.kind + ("(%dms)" % self.ms if self.ms is not None else "")
 
 
+def server_tls(tls):
+    """`tls` as HostSimulator takes it: None (plain TCP), an ssl.SSLContext, or (certfile,
+    keyfile) in PEM (tools/host/tlsca.py makes a test pair)."""
+    if tls is None or isinstance(tls, ssl.SSLContext):
+        return tls
+    certfile, keyfile = tls
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 class HostSimulator:
     """The host: `await start()`, then `port`; `inject(step)`; `export_ledger()`;
     `await stop()`.
@@ -102,7 +114,7 @@ class HostSimulator:
 
     def __init__(self, db_path, cards=None, *, mac_key=keys.MAC_KEY, pin_key=keys.PIN_KEY,
                  bdks=None, static_terminals=(), host="127.0.0.1", port=0, clock=None,
-                 on_log=None, max_frame=MAX_FRAME, idle_timeout_s=IDLE_TIMEOUT_S):
+                 on_log=None, max_frame=MAX_FRAME, idle_timeout_s=IDLE_TIMEOUT_S, tls=None):
         self.db_path = db_path
         self.mac_key = mac_key
         self.pin_key = pin_key
@@ -115,6 +127,7 @@ class HostSimulator:
         self.on_log = on_log
         self.max_frame = max_frame
         self.idle_timeout_s = idle_timeout_s
+        self.tls = server_tls(tls)  # None: plain TCP
         self.ledger = Ledger(db_path, cards, clock=self.clock)
         self.log = []
         self.exchanges = []
@@ -169,7 +182,9 @@ class HostSimulator:
         self._serve_task = asyncio.get_running_loop().create_task(self._serve(sock))
 
     async def _serve(self, sock):
-        self._server = await asyncio.start_server(self._handle, sock=sock)
+        # With TLS, asyncio runs the handshake before _handle: a terminal that refuses the
+        # certificate never gets as far as a frame.
+        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=self.tls)
 
     def _unlisten(self):
         # Closing the listening socket makes the OS refuse new connections (ECONNREFUSED).

@@ -129,11 +129,16 @@ class EventLog:
 
 
 class NetProxy:
-    """The terminal's network: TCP 127.0.0.1:port -> the host simulator, frames recorded."""
+    """The terminal's network: TCP 127.0.0.1:port -> the host simulator, frames recorded.
 
-    def __init__(self, events, upstream_port):
+    With `tls` (a server ssl.SSLContext holding the host's certificate) it is also the host's TLS
+    front end: the terminal's TLS session ends here, so what it records and forwards to the host
+    simulator on loopback is the plaintext the host processes."""
+
+    def __init__(self, events, upstream_port, tls=None):
         self.events = events
         self.upstream_port = upstream_port  # callable: the host's current port
+        self.tls = tls
         self.up = True
         self.port = None
         self._server = None
@@ -141,7 +146,14 @@ class NetProxy:
         self._tasks = set()
 
     async def start(self):
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        # With TLS, asyncio completes the handshake before _handle runs: a host that is down
+        # then shows as a connection reset after it, as an accepted plain connection does.
+        # Closing, the front end sends its close_notify and drops the connection 0.1 s later,
+        # as servers commonly do, not waiting for the terminal's: MicroPython's poll does not
+        # wake for a close_notify that came in with the last record, so the terminal would
+        # wait out its response timer instead of seeing the host hang up.
+        tls = {"ssl": self.tls, "ssl_shutdown_timeout": 0.1} if self.tls else {}
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, **tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self):
@@ -225,6 +237,8 @@ class NetProxy:
             try:
                 if dst.can_write_eof():
                     dst.write_eof()
+                elif self.tls is not None:
+                    dst.close()  # TLS has no half-close: the host hung up, so does its front end
             except (OSError, RuntimeError):
                 pass
         except (OSError, ConnectionError, RuntimeError):
@@ -549,7 +563,18 @@ class SimSession:
                                                               DEFAULTS["terminal_id"])]
                             if static else ())
         await self.host.start()
-        self.proxy = NetProxy(self.events, lambda: self.host.port)
+        # The terminal's host link: TLS with the host's certificate checked (the default), the
+        # certificate from a test CA made in the run's folder, whose certificate the board
+        # profile puts on the flash as provisioning would (POS_HOST_CA, boards/sim.py).
+        tls = ca_der = None
+        if self.config.get("host_tls", DEFAULTS["host_tls"]) == "verify":
+            from tools.host import tlsca
+            from tools.host.server import server_tls
+
+            files, _ = tlsca.ensure(self.out / "certs")
+            tls = server_tls((str(files["host.pem"]), str(files["host.key.pem"])))
+            ca_der = files["ca.der"].read_bytes()
+        self.proxy = NetProxy(self.events, lambda: self.host.port, tls)
         await self.proxy.start()
         self.board = BoardModel(self.events, self.out / "receipts")
         await self.board.start()
@@ -574,6 +599,8 @@ class SimSession:
             "POS_FLASH": str((self.out / "flash.img").resolve()),
             "POS_CONFIG": json.dumps(config),
         }
+        if ca_der is not None:
+            env["POS_HOST_CA"] = ca_der.hex()
         # Run in the out dir (MicroPython puts the script's own dir on sys.path), so whatever the
         # firmware writes to its working directory (crash.log) lands in the record, not the repo.
         if self.main is None:
