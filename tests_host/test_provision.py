@@ -389,3 +389,127 @@ def test_install_code_on_micropython(tmp_path):
     assert proc.returncode != 0 and "SHA-256 mismatch" in proc.stdout + proc.stderr
     assert (tmp_path / "config.json").read_bytes() == data
     assert not (tmp_path / "config.json.new").exists()
+
+
+# ---- the host's CA certificate (--ca) ------------------------------------------------------
+
+
+class CaMpremote(FakeMpremote):
+    """A write with the host_ca file first: every copied file kept by its board name, and the
+    read-back answered for each (or with `ca_digest` for the CA's, to fake a bad read-back)."""
+
+    def __init__(self, ca_digest=None, **kwargs):
+        super().__init__(**kwargs)
+        self.files = {}
+        self.ca_digest = ca_digest
+
+    def __call__(self, cmd, **kwargs):
+        if "cp" not in cmd:
+            return super().__call__(cmd, **kwargs)
+        self.calls.append((cmd, kwargs))
+        lines = []
+        for i, word in enumerate(cmd):
+            if word == "cp":
+                self.files[cmd[i + 3][1:-len(".new")]] = Path(cmd[i + 2]).read_bytes()
+            if word == "sha256sum":
+                data = self.files[cmd[i + 1][1:]]
+                digest = hashlib.sha256(data).hexdigest()
+                if cmd[i + 1] != ":config.json" and self.ca_digest:
+                    digest = self.ca_digest
+                lines.append(digest)
+        return subprocess.CompletedProcess(cmd, 0, "\n".join(lines) + "\n", "")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tools.host import tlsca
+
+    return tlsca.write_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_ca_in_pem_or_der_is_written_as_der_before_the_config(tmp_path, capsys, pki):
+    der = pki["ca.der"].read_bytes()
+    for given in (pki["ca.pem"], pki["ca.der"]):
+        runner = CaMpremote()
+        code, out, err, _ = run_main(tmp_path, capsys, good_values(), "--ca", str(given),
+                                     runner=runner)
+        assert code == 0, err
+        (cmd, _), = runner.calls
+        assert runner.files["host_ca.der"] == der
+        first = cmd.index("cp")
+        assert cmd[first + 3] == ":host_ca.der.new" and cmd.index(":config.json.new") > first
+        assert cmd[first + 4:first + 6] == ["+", "exec"]
+        assert hashlib.sha256(der).hexdigest() in cmd[first + 6]
+        assert 'os.rename("host_ca.der.new","host_ca.der")' in cmd[first + 6]
+        assert "host_ca: host_ca.der, %d bytes of DER (SHA-256 %s)" % (
+            len(der), hashlib.sha256(der).hexdigest()) in out
+        assert not Path(cmd[first + 2]).exists(), "the temporary CA file is removed"
+
+
+def test_ca_goes_to_the_file_the_host_ca_setting_names(tmp_path, capsys, pki):
+    runner = CaMpremote()
+    code, _, err, _ = run_main(tmp_path, capsys, good_values(host_ca="acquirer-ca.der"),
+                               "--ca", str(pki["ca.der"]), runner=runner)
+    assert code == 0, err
+    assert set(runner.files) == {"acquirer-ca.der", "config.json"}
+
+
+def test_without_ca_the_summary_says_none_was_written(tmp_path, capsys):
+    code, out, _, runner = run_main(tmp_path, capsys, good_values())
+    assert code == 0 and "host_ca: not written (no --ca)" in out
+
+
+def test_a_host_certificate_or_garbage_is_not_a_ca(tmp_path, capsys, pki):
+    junk = tmp_path / "junk.der"
+    junk.write_bytes(b"\x30\x03\x02\x01\x00")
+    for given, words in ((pki["host.pem"], "not a CA certificate"),
+                         (junk, "not a certificate (PEM or DER)"),
+                         (tmp_path / "missing.der", "cannot read")):
+        runner = CaMpremote()
+        code, _, err, _ = run_main(tmp_path, capsys, good_values(), "--ca", str(given),
+                                   runner=runner)
+        assert code == 2 and words in err and "nothing written" in err, err
+        assert runner.calls == [] and runner.queries == []
+
+
+def test_an_expired_ca_is_refused(tmp_path, capsys):
+    from tools.host import tlsca
+
+    cert, key = tlsca.issue_ca(days=1)
+    old = tlsca.x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject) \
+        .public_key(key.public_key()).serial_number(1) \
+        .not_valid_before(cert.not_valid_before_utc.replace(year=2020)) \
+        .not_valid_after(cert.not_valid_before_utc.replace(year=2021)) \
+        .add_extension(tlsca.x509.BasicConstraints(ca=True, path_length=0), critical=True) \
+        .sign(key, tlsca.hashes.SHA256())
+    path = tmp_path / "old.der"
+    path.write_bytes(old.public_bytes(tlsca.serialization.Encoding.DER))
+    code, _, err, runner = run_main(tmp_path, capsys, good_values(), "--ca", str(path),
+                                    runner=CaMpremote())
+    assert code == 2 and "not valid now" in err and runner.calls == []
+
+
+def test_a_ca_that_does_not_read_back_is_a_write_error(tmp_path, capsys, pki):
+    code, _, err, _ = run_main(tmp_path, capsys, good_values(), "--ca", str(pki["ca.der"]),
+                               runner=CaMpremote(ca_digest="00" * 32))
+    assert code == 1 and "host_ca.der on the board does not read back as sent" in err
+
+
+def test_dry_run_with_ca_prints_its_install(tmp_path, capsys, pki):
+    code, out, err, runner = run_main(tmp_path, capsys, good_values(), "--dry-run",
+                                      "--device-id", DEVICE_ID, "--ca", str(pki["ca.pem"]))
+    assert code == 0 and runner.calls == [] and runner.queries == []
+    assert "CAFILE :host_ca.der.new" in out and "host_ca: host_ca.der" in out
+
+
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason="no MicroPython unix port")
+def test_ca_install_code_on_micropython(tmp_path, pki):
+    der = pki["ca.der"].read_bytes()
+    (tmp_path / "host_ca.der.new").write_bytes(der)
+    (tmp_path / "install.py").write_text(provision.install_code(
+        hashlib.sha256(der).hexdigest(), "host_ca.der.new", "host_ca.der"))
+    proc = subprocess.run([str(MICROPYTHON), "install.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "host_ca.der").read_bytes() == der
+    assert not (tmp_path / "host_ca.der.new").exists()

@@ -19,6 +19,7 @@ import pytest
 
 from firmware import keystore
 from tools import deploy as deploy_mod
+from tools.host import tlsca
 from tools.host.server import HostSimulator
 from tools.sim.session import BoardModel, EventLog, SimSession
 
@@ -58,7 +59,10 @@ class _Counter(SimSession):
     """A SimSession whose firmware is whatever the vboard runs from its folder."""
 
     async def start(self):
-        self.host = HostSimulator(str(self.out / "host.db"), cards=None, port=0)
+        # The host serves TLS with a test CA's certificate; provisioning gives the board the CA.
+        self.pki, _ = tlsca.ensure(self.out / "certs")
+        self.host = HostSimulator(str(self.out / "host.db"), cards=None, port=0, tls=(
+            str(self.pki["host.pem"]), str(self.pki["host.key.pem"])))
         await self.host.start()
         self.board = BoardModel(self.events, self.out / "receipts")
         await self.board.start()
@@ -109,8 +113,10 @@ async def _maker_path(tmp):
                        "merchant_name": "VBOARD CAFE"})
         local = tmp / "provision.local.json"
         local.write_text(json.dumps(values))
-        prov = await _in_thread(_tool, "tools.provision", "--port", url, "--file", str(local))
+        prov = await _in_thread(_tool, "tools.provision", "--port", url, "--file", str(local),
+                                "--ca", str(counter.pki["ca.pem"]))
         assert prov.returncode == 0, prov.stderr + prov.stdout
+        assert (board_dir / "host_ca.der").read_bytes() == counter.pki["ca.der"].read_bytes()
         assert values["mac_key"] not in prov.stdout + prov.stderr
         written = json.loads((board_dir / "config.json").read_text())
         assert written["host"] == "127.0.0.1" and written["board"] == "sim"

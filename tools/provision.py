@@ -22,6 +22,11 @@ POS_DEVICE_ID or the simulated board's fixed ID). The KCV check is on the clear 
 wrapping. `--device-id HEX` gives the ID for a dry run (which talks to no board), and is
 checked against the board's in a real run.
 
+`--ca FILE` also writes the CA certificate the host link trusts (host_tls "verify") as the
+board's host_ca file (the setting's name, default `host_ca.der`): PEM or DER in, DER on the
+board, checked first to be a CA certificate within its validity dates; installed before
+config.json the same way (copied as NAME.new, SHA-256 checked on the board, renamed, read back).
+
 Keys and the Wi-Fi password are never printed: the summary shows `****` and each AES key's
 check value (KCV), and any mpremote output is scrubbed of them before it is shown.
 """
@@ -200,8 +205,43 @@ def summary(config, unique_id=None):
     return lines
 
 
-def install_code(digest):
-    """Runs on the board: install config.json.new over config.json only if it is what was sent."""
+def ca_der(path):
+    """The CA certificate in the file at path (PEM or DER) as DER, or InputError: it must be a
+    CA certificate (basic constraints CA) and valid now."""
+    import datetime
+
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError("%s: cannot read: %s" % (path, e.strerror)) from None
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise InputError("%s: not a certificate (PEM or DER)" % path) from None
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise InputError("%s: not a CA certificate (no basic constraints CA:TRUE): give the CA "
+                         "that issued the host's certificate, not the host's own" % path)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise InputError("%s: the CA certificate is not valid now (%s to %s)" % (
+            path, cert.not_valid_before_utc.date(), cert.not_valid_after_utc.date()))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+def install_code(digest, new=REMOTE_NEW, cur=REMOTE):
+    """Runs on the board: install config.json.new over config.json only if it is what was sent
+    (or `new` over `cur`: the host_ca file)."""
     return ('import os,hashlib,binascii\n'
             'f=open("{new}","rb")\n'
             'h=binascii.hexlify(hashlib.sha256(f.read()).digest()).decode()\n'
@@ -214,13 +254,19 @@ def install_code(digest):
             ' os.rename("{new}","{cur}")\n'
             'except OSError:\n'
             ' os.remove("{cur}")\n'
-            ' os.rename("{new}","{cur}")\n').format(new=REMOTE_NEW, cur=REMOTE, digest=digest)
+            ' os.rename("{new}","{cur}")\n').format(new=new, cur=cur, digest=digest)
 
 
-def build_command(port, tmpfile, digest, reset=False):
-    """One mpremote invocation: copy, check and install on the board, read back the hash."""
-    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume",
-           "fs", "cp", "-f", str(tmpfile), ":" + REMOTE_NEW,
+def build_command(port, tmpfile, digest, reset=False, ca=None):
+    """One mpremote invocation: copy, check and install on the board, read back the hash.
+    `ca`: (tmpfile, digest, name on the board) of the host_ca file, installed first."""
+    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume"]
+    if ca is not None:
+        ca_file, ca_digest, name = ca
+        cmd += ["fs", "cp", "-f", str(ca_file), ":" + name + ".new",
+                "+", "exec", install_code(ca_digest, name + ".new", name),
+                "+", "fs", "sha256sum", ":" + name, "+"]
+    cmd += ["fs", "cp", "-f", str(tmpfile), ":" + REMOTE_NEW,
            "+", "exec", install_code(digest),
            "+", "fs", "sha256sum", ":" + REMOTE]
     if reset:
@@ -237,19 +283,22 @@ def _scrub(text, config):
     return text
 
 
-def _read_back(stdout):
-    """The last 64-hex-digit line mpremote printed (fs sha256sum), or None."""
+def _read_back(stdout, nth=1):
+    """The nth last 64-hex-digit line mpremote printed (fs sha256sum), or None."""
     for line in reversed(stdout.splitlines()):
         line = line.strip().lower()
         if len(line) == 64 and all(c in "0123456789abcdef" for c in line):
-            return line
+            nth -= 1
+            if nth == 0:
+                return line
     return None
 
 
 def provision(port, values, *, runner=subprocess.run, reset=False, source="provisioning file",
-              boards_dir=BOARDS, device_id=None):
+              boards_dir=BOARDS, device_id=None, ca=None):
     """Check values (the provisioning file's object) and write them as the board's config.json,
-    the AES keys wrapped for the board with unique ID device_id (bytes; None: asked first).
+    the AES keys wrapped for the board with unique ID device_id (bytes; None: asked first);
+    `ca` (DER bytes, from ca_der()) first, as the board's host_ca file.
 
     Returns the SHA-256 (hex) of the config.json written and read back. Raises InputError before
     anything runs on bad input, WriteError when mpremote fails or the read-back differs. runner
@@ -264,17 +313,26 @@ def provision(port, values, *, runner=subprocess.run, reset=False, source="provi
     data = config_bytes(config)
     digest = hashlib.sha256(data).hexdigest()
     fd, tmpfile = tempfile.mkstemp(prefix="config-", suffix=".json")  # mode 0600
+    ca_install = ca_file = None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        proc = runner(build_command(port, tmpfile, digest, reset), capture_output=True,
-                      text=True, timeout=TIMEOUT_S)
+        if ca is not None:
+            fd, ca_file = tempfile.mkstemp(prefix="host_ca-", suffix=".der")
+            with os.fdopen(fd, "wb") as f:
+                f.write(ca)
+            ca_install = (ca_file, hashlib.sha256(ca).hexdigest(),
+                          clear.get("host_ca", settings.DEFAULTS["host_ca"]))
+        proc = runner(build_command(port, tmpfile, digest, reset, ca_install),
+                      capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise WriteError("mpremote did not finish in %d s" % TIMEOUT_S) from None
     except OSError as e:
         raise WriteError("cannot run mpremote: %s" % e.strerror) from None
     finally:
         os.remove(tmpfile)
+        if ca_file is not None:
+            os.remove(ca_file)
     output = _scrub(_scrub((proc.stdout or "") + (proc.stderr or ""), config), clear)
     if proc.returncode != 0:
         raise WriteError("mpremote failed (exit %d):\n%s" % (proc.returncode, output.rstrip()))
@@ -282,6 +340,9 @@ def provision(port, values, *, runner=subprocess.run, reset=False, source="provi
     if found != digest:
         raise WriteError("config.json on the board does not read back as sent "
                          "(SHA-256 %s, sent %s)" % (found, digest))
+    if ca_install is not None and _read_back(proc.stdout or "", 2) != ca_install[1]:
+        raise WriteError("%s on the board does not read back as sent (SHA-256 %s, sent %s)"
+                         % (ca_install[2], _read_back(proc.stdout or "", 2), ca_install[1]))
     return digest
 
 
@@ -312,9 +373,13 @@ def main(argv=None, runner=subprocess.run):
     parser.add_argument("--reset", action="store_true", help="reset the board afterwards")
     parser.add_argument("--device-id", metavar="HEX",
                         help="the board's unique ID: for --dry-run, or checked against the board")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="the CA certificate (PEM or DER) the host link trusts: written as "
+                        "the board's host_ca file (e.g. out/certs/ca.der from make certs)")
     args = parser.parse_args(argv)
     try:
         values = load_file(args.file)
+        ca = ca_der(args.ca) if args.ca is not None else None
         unique_id = parse_device_id(args.device_id) if args.device_id is not None else None
         if args.dry_run:
             config = config_values(values, args.file)
@@ -327,9 +392,14 @@ def main(argv=None, runner=subprocess.run):
             else:
                 written = wrap_keys(config, unique_id) if wrapped_names(config) else config
                 digest = hashlib.sha256(config_bytes(written)).hexdigest()
-            print("  " + shlex.join(build_command(args.port, "TMPFILE", digest, args.reset)))
+            ca_install = None if ca is None else (
+                "CAFILE", hashlib.sha256(ca).hexdigest(),
+                config.get("host_ca", settings.DEFAULTS["host_ca"]))
+            print("  " + shlex.join(build_command(args.port, "TMPFILE", digest, args.reset,
+                                                  ca_install)))
             print("with TMPFILE holding config.json (SHA-256 %s):" % digest)
             print("\n".join(summary(config, unique_id)))
+            print(_ca_line(ca, ca_install))
             return 0
         config = config_values(values, args.file)
         if wrapped_names(config):
@@ -341,7 +411,7 @@ def main(argv=None, runner=subprocess.run):
                                  "written" % (found.hex(), unique_id.hex()))
             unique_id = found
         digest = provision(args.port, values, runner=runner, reset=args.reset, source=args.file,
-                           device_id=unique_id)
+                           device_id=unique_id, ca=ca)
     except InputError as e:
         print("provision: %s; nothing written" % e, file=sys.stderr)
         return 2
@@ -350,9 +420,17 @@ def main(argv=None, runner=subprocess.run):
         return 1
     print("wrote config.json to %s, verified (SHA-256 %s):" % (args.port, digest))
     print("\n".join(summary(config, unique_id)))
+    print(_ca_line(ca, ca is not None and (None, hashlib.sha256(ca).hexdigest(), config.get(
+        "host_ca", settings.DEFAULTS["host_ca"]))))
     if not args.reset:
         print("the firmware is stopped at the REPL: reset the board (or use --reset) to boot it")
     return 0
+
+
+def _ca_line(ca, ca_install):
+    if ca is None:
+        return "  host_ca: not written (no --ca): the board must hold it already for TLS"
+    return "  host_ca: %s, %d bytes of DER (SHA-256 %s)" % (ca_install[2], len(ca), ca_install[1])
 
 
 if __name__ == "__main__":
