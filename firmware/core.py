@@ -44,9 +44,13 @@ _QUERY_OUTCOMES = ("00", "25", "05", "14", "51", "54", "55", "61", "75", "94")
 # A reversal or advice is done at the host when answered 00 (or 25: the host has no such
 # transaction, so there is nothing to reverse or confirm).
 _ACKNOWLEDGED = ("00", "25")
-# 63 on a purchase: the host refused the request itself (its MAC failed, or its KSN was used
-# before: a replayed copy of ours got there first). It says nothing of the purchase: no answer.
-_REFUSED = "63"
+# Answers to a purchase that say nothing of it: no answer (the status query goes). 63: the host
+# refused the request itself (its MAC failed, or its KSN was used before: a replayed copy of
+# ours got there first). 94: the host holds this STAN already, and the terminal never sends a
+# STAN twice, so another copy of this very request was decided first: it may be charged (a
+# duplicated static-key request's second answer, taken as a decline, left a charge without a
+# receipt in the DST).
+_NO_DECISION = ("63", "94")
 
 
 class Terminal:
@@ -109,7 +113,10 @@ class Terminal:
                    "rrn": "", "auth": "", "rc": ""}
             self.txns[stan] = txn
             self.order.append(stan)
-            self.next_stan = stan % 999999 + 1
+            # Only forward (STANs wrap after 999999): a compacted journal holds an older open
+            # transaction's "send" after the batch record, whose next STAN is past it.
+            if (stan - self.next_stan) % 999999 < 500000:
+                self.next_stan = stan % 999999 + 1
             return
         txn = self.txns.get(stan)
         if txn is None:
@@ -511,8 +518,8 @@ class Terminal:
             if not iso8583.matches(expect_mti, self._key_fields(txn), mti, fields):
                 self._log("mismatched %s ignored" % mti)
                 return
-            if mti == "0210" and fields.get(39) == _REFUSED:
-                self._log("purchase answered %s (refused): no answer" % _REFUSED)
+            if mti == "0210" and fields.get(39) in _NO_DECISION:
+                self._log("purchase answered %s: no answer" % fields.get(39))
                 if self.mode == WAIT:
                     self._start_query(actions)
                 return

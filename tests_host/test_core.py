@@ -350,6 +350,21 @@ def test_snapshot_rebuilds_the_same_obligations_and_totals():
     assert again.printed == []
 
 
+def test_snapshot_keeps_the_next_stan_past_a_newer_closed_purchase():
+    # An approval whose confirmation is still owed (open), then a newer purchase declined
+    # (closed, gone from memory): the snapshot holds the older one's "send" record, which must
+    # not take the next STAN back to the newer one's (found by the DST, seed 1507).
+    rig = Rig()
+    rig.answer(rig.purchase())
+    rig.finish_printing()  # approved, confirmation unsent
+    rig.do(("timer", "msg"))
+    rig.answer(rig.purchase(amount="300"), rc="05")
+    assert rig.t.next_stan == 3 and [e[0] for e in rig.t.saf] == ["adv"]
+    again = Rig(rig.t.snapshot())
+    assert again.t.next_stan == 3
+    assert again.purchase(amount="100")[2][11] == "000003"
+
+
 def test_stan_unique_across_many_purchases():
     rig = Rig()
     stans = []

@@ -20,6 +20,8 @@ REGRESSIONS = {
     439: "S5: a 0230 rc=63 (advice refused) was taken as the receipt confirmation",
     728: "S2/S6: a 0610 rc=63 (query refused) was taken as the original's decline",
     943: "S2/S6: a 0610 rc=63 (query refused) was taken as the original's decline",
+    # Found after the DUKPT change moved the seeds' draws; the bug was older than DUKPT.
+    1507: "S4: after compaction an older open transaction's record took the next STAN back",
 }
 
 
@@ -38,9 +40,10 @@ def test_fixed_seeds_run_clean():
 
 
 def test_fixed_seeds_run_clean_with_static_keys():
-    # The static scheme (mac_key, pin_key, no KSN) still works end to end.
+    # The static scheme (mac_key, pin_key, no KSN) still works end to end. (Seeds 127, 154 and
+    # 358 found a duplicated request's 94 taken as a decline: a charge without a receipt.)
     failing = {}
-    for seed in range(60):
+    for seed in range(400):
         violations = _violations(seed, "static")
         if violations:
             failing[seed] = violations

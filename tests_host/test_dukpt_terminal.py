@@ -249,6 +249,21 @@ def test_refusal_of_a_replayed_copy_is_no_answer():
     assert len(rig.printed) == 2
 
 
+def test_duplicate_94_is_no_answer():
+    # Static keys: a duplicated copy of the purchase reaches the ledger second and is declined
+    # 94 (its STAN is taken). The terminal never sends a STAN twice: 94 means another copy was
+    # decided, maybe charged. No answer, then: the query finds the original's outcome.
+    for scheme in ("static", "dukpt"):
+        rig = Rig(key_scheme=scheme)
+        rig.answer(rig.purchase(), rc="94")
+        _no_receipt(rig)
+        assert "dec" not in [r["r"] for r in rig.flash], scheme
+        assert rig.sent[-1][1] == "0600", scheme
+        rig.answer(rig.sent[-1])
+        rig.finish_printing()
+        assert len(rig.printed) == 2, scheme
+
+
 def test_query_answer_is_checked_under_the_query_ksn():
     rig = Rig(query_attempts=2)
     purchase = rig.purchase()

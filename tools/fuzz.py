@@ -525,7 +525,7 @@ class Harness:
         # docs/protocol.md, "What the terminal takes from an answer" (written out here again on
         # purpose: the oracle does not borrow the firmware's own lists).
         rc = fields.get(39)
-        if mti == "0210" and rc == "63":  # the host refused the request itself: no answer
+        if mti == "0210" and rc in ("63", "94"):  # refused, or another copy decided: no answer
             return None
         if mti == "0410":
             return ("revd", stan) if rc in ("00", "25") else None
