@@ -20,13 +20,14 @@ ARCH ?=
 BOARD ?= esp32_devkitc
 FIRMWARE ?=
 PROVISION ?= provision.local.json
+CA ?=
 VBOARD_DIR ?= out/vboard
 VBOARD_PORT ?= 8266
 SEEDS ?= 1000
 INPUTS ?= 100000
 
 .PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
-	flash deploy dev provision vboard check-port
+	flash deploy dev provision vboard check-port certs
 
 all: test
 
@@ -83,7 +84,12 @@ dev: $(VENV)/.installed check-port
 	$(PY) -m tools.deploy --port $(PORT) --dev
 
 provision: $(VENV)/.installed check-port
-	$(PY) -m tools.provision --port $(PORT) --file $(PROVISION) --reset
+	$(PY) -m tools.provision --port $(PORT) --file $(PROVISION) $(if $(CA),--ca $(CA)) --reset
+
+# The test CA and the host simulator's certificate (localhost, 127.0.0.1); the board trusts
+# out/certs/ca.der (make provision CA=out/certs/ca.der). Kept while still good.
+certs: $(VENV)/.installed
+	$(PY) -m tools.host.tlsca --out out/certs
 
 # A virtual board for trying the above without one: make vboard, then in another terminal
 # make deploy provision BOARD=sim PORT=socket://127.0.0.1:8266 (see docs/virtual-board.md).
