@@ -21,6 +21,7 @@ BOARD ?= esp32_devkitc
 FIRMWARE ?=
 PROVISION ?= provision.local.json
 CA ?=
+HOST_ADDR ?=
 VBOARD_DIR ?= out/vboard
 VBOARD_PORT ?= 8266
 SEEDS ?= 1000
@@ -88,8 +89,9 @@ provision: $(VENV)/.installed check-port
 
 # The test CA and the host simulator's certificate (localhost, 127.0.0.1); the board trusts
 # out/certs/ca.der (make provision CA=out/certs/ca.der). Kept while still good.
+# HOST_ADDR=192.168.1.10 adds the PC's address, which a real board reaches it by.
 certs: $(VENV)/.installed
-	$(PY) -m tools.host.tlsca --out out/certs
+	$(PY) -m tools.host.tlsca --out out/certs $(if $(HOST_ADDR),--name $(HOST_ADDR))
 
 # A virtual board for trying the above without one: make vboard, then in another terminal
 # make deploy provision BOARD=sim PORT=socket://127.0.0.1:8266 (see docs/virtual-board.md).

@@ -224,3 +224,20 @@ def test_settings_rules():
         with pytest.raises(SettingsError, match=name):
             validate(dict(good, **{name: value}))
     validate(dict(good, host_tls="plain", host_ca="acquirer-ca.der", host_name="10.0.0.5"))
+
+
+def test_the_host_certificate_takes_the_pcs_address_under_the_same_ca(tmp_path):
+    from cryptography import x509
+
+    from tools.host import tlsca
+
+    tlsca.ensure(tmp_path)
+    ca_before = (tmp_path / "ca.der").read_bytes()
+    files, made = tlsca.ensure(tmp_path, ["192.168.1.10", "pos-host.lan"])
+    assert made and (tmp_path / "ca.der").read_bytes() == ca_before
+    host = x509.load_pem_x509_certificate(files["host.pem"].read_bytes())
+    san = host.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "pos-host.lan"}
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1", "192.168.1.10"}
+    assert tlsca.ensure(tmp_path, ["192.168.1.10"]) == (files, False)

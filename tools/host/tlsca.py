@@ -140,21 +140,66 @@ def _still_good(out):
             and ca.not_valid_after_utc > soon and host.not_valid_after_utc > soon)
 
 
-def ensure(out):
-    """Make the test PKI in out unless a good one is there. Returns (paths, made)."""
+def split_names(extra):
+    """Extra host names for the certificate: (DNS names, IP addresses)."""
+    names, ips = list(HOST_NAMES), list(HOST_IPS)
+    for item in extra:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            names.append(item)
+        else:
+            ips.append(item)
+    return tuple(dict.fromkeys(names)), tuple(dict.fromkeys(ips))
+
+
+def _covers(out, names, ips):
+    host = x509.load_pem_x509_certificate(paths(out)["host.pem"].read_bytes())
+    san = host.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    have_names = set(san.get_values_for_type(x509.DNSName))
+    have_ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(names) <= have_names and set(ips) <= have_ips
+
+
+def _load_ca(out):
+    files = paths(out)
+    try:
+        cert = x509.load_pem_x509_certificate(files["ca.pem"].read_bytes())
+        key = serialization.load_pem_private_key(files["ca.key.pem"].read_bytes(), None)
+    except (OSError, ValueError, TypeError):
+        return None
+    if cert.public_key() != key.public_key():
+        return None
+    return cert, key
+
+
+def ensure(out, extra=()):
+    """Make the test PKI in out unless a good one is there; `extra` names (DNS or IP) go into
+    the host certificate besides localhost and 127.0.0.1 (the PC's address, for a real board).
+    A host certificate missing a name is made again under the same CA, so boards that trust
+    it keep trusting. Returns (paths, made)."""
+    names, ips = split_names(extra)
     if _still_good(out):
-        return paths(out), False
-    return write_pki(out), True
+        if _covers(out, names, ips):
+            return paths(out), False
+        ca = _load_ca(out)
+        return write_pki(out, ca=ca, host=issue_host(*ca, names=names, ips=ips)), True
+    ca = issue_ca()
+    return write_pki(out, ca=ca, host=issue_host(*ca, names=names, ips=ips)), True
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.host.tlsca",
                                      description="Make the test CA and the host's certificate.")
     parser.add_argument("--out", default="out/certs", help="folder (default: out/certs)")
+    parser.add_argument("--name", action="append", default=[], metavar="NAME_OR_IP",
+                        help="another name or IP address of the host (the PC's, for a real "
+                        "board; the board's host_name setting must be one of them)")
     args = parser.parse_args(argv)
-    files, made = ensure(args.out)
-    print("%s test CA and host certificate in %s (localhost, 127.0.0.1):" % (
-        "made" if made else "kept", args.out))
+    files, made = ensure(args.out, args.name)
+    names, ips = split_names(args.name)
+    print("%s test CA and host certificate in %s (%s):" % (
+        "made" if made else "kept", args.out, ", ".join(names + ips)))
     for path in files.values():
         print("  %s" % path)
     print("the terminal trusts ca.der (setting host_ca; python -m tools.provision --ca %s)"
