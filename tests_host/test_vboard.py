@@ -108,7 +108,8 @@ async def _maker_path(tmp):
 
         # 3. provision: settings from a local file, validated, written atomically.
         values = json.loads((REPO / "provision.template.json").read_text())
-        values.update({"board": "sim", "host": "127.0.0.1", "port": counter.host.port,
+        values.update({"board": "sim", "host": "127.0.0.1", "host_name": "localhost",
+                       "port": counter.host.port,
                        "ntp_host": "", "wifi_ssid": "", "wifi_password": "",
                        "merchant_name": "VBOARD CAFE"})
         local = tmp / "provision.local.json"
