@@ -43,6 +43,9 @@ else:  # CPython: the runtime also runs there, in tests
 # Linux and the ESP32's newlib (ENOTCONN is 107 on one, 128 on the other).
 _NOT_CONNECTED = tuple(getattr(errno, name) for name in
                        ("ECONNREFUSED", "EHOSTUNREACH", "ENOTCONN") if hasattr(errno, name))
+# Exchanges the terminal starts by itself, and the modes in which keys are being typed.
+_BACKGROUND = ("reversal", "advice")
+_ENTRY = ("amount", "pin")
 _MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
 # NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
 # second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
@@ -203,6 +206,14 @@ class Runtime:
         old = self.links.pop(kind, None)
         if old is not None:
             old.close()
+        if kind in _BACKGROUND:
+            # A TLS handshake holds the event loop (60 ms on the unix port, far longer with
+            # the ESP32's software ECC): keys pressed meanwhile are never scanned. Reversals and
+            # confirmations wait until the cashier has finished typing the amount and PIN.
+            while self.terminal.mode in _ENTRY:
+                await sleep_ms(50)
+            if self.link_gen.get(kind) != gen:
+                return  # superseded while it waited
         if self.wifi is not None and not self.wifi.connected:
             # No Wi-Fi: nothing can leave, and a socket would only wait for its timeout.
             self.log("%s: host unreachable (%s)" % (kind, self.wifi.status))

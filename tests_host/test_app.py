@@ -138,3 +138,27 @@ def test_a_board_task_failure_stops_the_runtime():
         assert "link task died" in str(e)
         return
     raise AssertionError("the runtime went on after the board's task died")
+
+
+def test_background_messages_wait_while_keys_are_typed():
+    # A TLS handshake holds the event loop long enough to lose a key press: a confirmation
+    # or reversal does not even try to connect while the cashier types the amount or PIN.
+    runtime = app.Runtime(Board("background", ""), _settings())
+    outcomes = []
+    runtime.dispatch = outcomes.append
+
+    async def scenario():
+        runtime.terminal.mode = "pin"
+        task = asyncio.create_task(runtime.exchange("advice", b"\x00"))
+        await app.sleep_ms(300)
+        waited = list(outcomes)
+        runtime.terminal.mode = "wait"  # the purchase went: typing is over
+        for _ in range(200):
+            await app.sleep_ms(10)
+            if outcomes:
+                break
+        await task
+        return waited
+
+    assert asyncio.run(scenario()) == []
+    assert outcomes == [("unsent", "advice")]  # port 1: nothing listens
