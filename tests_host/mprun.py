@@ -36,6 +36,10 @@ def main(argv):
     for path in (here, root):
         if path not in sys.path:
             sys.path.insert(0, path)
+    # The firmware as the board has it, compiled (tests_host/mpsuite.py builds it).
+    image = os.getenv("POS_TEST_IMAGE") if hasattr(os, "getenv") else None
+    if image:
+        sys.path.insert(0, image)
     names = argv or sorted(n for n in os.listdir(here) if n.startswith("test_") and
                            n.endswith(".py"))
     passed = failed = 0

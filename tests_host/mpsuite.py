@@ -4,12 +4,21 @@ own ESP32-like heap (as each would run on a fresh board), two at a time, and sum
     python tests_host/mpsuite.py [--heapsize N] [test_file.py ...]
 
 Ends with the line `N passed, N failed`; exit status 1 on any failure.
+
+The firmware, boards and drivers are imported as the board imports them: compiled to .mpy
+(tools/build.py, into a temporary folder put first on sys.path through POS_TEST_IMAGE).
+Compiling core.py or app.py from source takes more heap than running them, so a source import
+measured the compiler, not the firmware. `--source` imports the sources instead (for
+tracebacks with source lines).
 """
 
 import argparse
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,11 +42,14 @@ def file_heapsize(name, default):
     return default
 
 
-def run_one(name, heapsize):
+def run_one(name, heapsize, image=None):
     heapsize = file_heapsize(name, heapsize)
+    env = dict(os.environ)
+    if image:
+        env["POS_TEST_IMAGE"] = str(image)
     proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=%d" % heapsize,
                            str(HERE / "mprun.py"), name],
-                          cwd=HERE.parent, capture_output=True, text=True, timeout=600)
+                          cwd=HERE.parent, capture_output=True, text=True, timeout=600, env=env)
     found = _RESULT.findall(proc.stdout)
     if not found:
         return name, 0, 1, proc.stdout + proc.stderr
@@ -50,19 +62,30 @@ def run_one(name, heapsize):
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--heapsize", type=int, default=200000)
+    parser.add_argument("--source", action="store_true",
+                        help="import the firmware from source, not as .mpy")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     names = args.files or portable_files()
     total_passed = total_failed = 0
+    image = None
+    if not args.source:
+        sys.path.insert(0, str(HERE.parent))
+        from tools.build import PACKAGES, build
+
+        image = Path(tempfile.mkdtemp(prefix="pos_mpy_"))
+        build(image, packages=PACKAGES)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for name, passed, failed, output in pool.map(lambda n: run_one(n, args.heapsize),
-                                                     names):
+        for name, passed, failed, output in pool.map(
+                lambda n: run_one(n, args.heapsize, image), names):
             total_passed += passed
             total_failed += failed
             print("%-28s %3d passed, %d failed" % (name, passed, failed))
             if failed:
                 print(output)
     print("%d passed, %d failed" % (total_passed, total_failed))
+    if image:
+        shutil.rmtree(image, ignore_errors=True)
     return 1 if total_failed else 0
 
 
