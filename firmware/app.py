@@ -199,6 +199,16 @@ class Runtime:
 
     # ---- host link ------------------------------------------------------------------------
 
+    async def _typing_done(self, kind, gen):
+        """Wait, for a reversal or confirmation, until the cashier has finished typing the
+        amount and PIN: a TLS handshake holds the event loop (60 ms on the unix port, far
+        longer with the ESP32's software ECC) and keys pressed meanwhile are never scanned.
+        False when a newer exchange of the same kind superseded this one."""
+        if kind in _BACKGROUND:
+            while self.terminal.mode in _ENTRY:
+                await sleep_ms(50)
+        return self.link_gen.get(kind) == gen
+
     async def exchange(self, kind, frame):
         """One request, one response, on a connection of its own."""
         gen = self.link_gen.get(kind, 0) + 1
@@ -206,14 +216,8 @@ class Runtime:
         old = self.links.pop(kind, None)
         if old is not None:
             old.close()
-        if kind in _BACKGROUND:
-            # A TLS handshake holds the event loop (60 ms on the unix port, far longer with
-            # the ESP32's software ECC): keys pressed meanwhile are never scanned. Reversals and
-            # confirmations wait until the cashier has finished typing the amount and PIN.
-            while self.terminal.mode in _ENTRY:
-                await sleep_ms(50)
-            if self.link_gen.get(kind) != gen:
-                return  # superseded while it waited
+        if not await self._typing_done(kind, gen):
+            return
         if self.wifi is not None and not self.wifi.connected:
             # No Wi-Fi: nothing can leave, and a socket would only wait for its timeout.
             self.log("%s: host unreachable (%s)" % (kind, self.wifi.status))
@@ -229,6 +233,10 @@ class Runtime:
             outcome = ("unsent", kind)
         else:
             self.links[kind] = writer
+            # The handshake is in the first write: a card read since the connect waits too.
+            if not await self._typing_done(kind, gen):
+                writer.close()
+                return
             try:
                 writer.write(struct.pack(">H", len(frame)) + frame)
                 if tls:
