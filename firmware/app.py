@@ -120,6 +120,7 @@ class Runtime:
         self.reported = None
         self.heap_peak = self.heap_idle = 0
         self.fatal = None
+        self.handshakes = 0  # reversals and confirmations connecting (see exchange)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -218,6 +219,23 @@ class Runtime:
             old.close()
         if not await self._typing_done(kind, gen):
             return
+        # While a reversal or confirmation connects and shakes hands, no card is read: the
+        # handshake holds the event loop, and a card read now would let the cashier's first
+        # key fall into it (cards() checks `handshakes`).
+        handshake = [kind in _BACKGROUND]
+        if handshake[0]:
+            self.handshakes += 1
+        try:
+            await self._exchange(kind, frame, gen, handshake)
+        finally:
+            self._handshake_over(handshake)
+
+    def _handshake_over(self, handshake):
+        if handshake[0]:
+            handshake[0] = False
+            self.handshakes -= 1
+
+    async def _exchange(self, kind, frame, gen, handshake):
         if self.wifi is not None and not self.wifi.connected:
             # No Wi-Fi: nothing can leave, and a socket would only wait for its timeout.
             self.log("%s: host unreachable (%s)" % (kind, self.wifi.status))
@@ -248,6 +266,7 @@ class Runtime:
                     await wait_for_ms(writer.drain(), self.settings["connect_timeout_ms"])
                 else:
                     await writer.drain()
+                self._handshake_over(handshake)
             except (OSError, ValueError, asyncio.TimeoutError) as e:
                 if tls:
                     self.host_unreachable(kind, e)
@@ -347,7 +366,7 @@ class Runtime:
         reader = self.board.reader
         period = self.settings["poll_ms"]
         while True:
-            if self.terminal.wants_card():
+            if self.terminal.wants_card() and not self.handshakes:
                 card = reader.read_card()
                 if card is not None:
                     self.dispatch(("card", card[0], card[1]))
