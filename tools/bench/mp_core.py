@@ -6,9 +6,7 @@ Prints one line per operation: microseconds per call and heap bytes allocated pe
 growth with collection disabled, so garbage is counted too: what the call costs the allocator).
 """
 
-import gc
 import sys
-import time
 
 sys.path.insert(0, "")
 
@@ -17,6 +15,7 @@ from binascii import unhexlify  # noqa: E402
 from firmware import cmac, iso8583, pinblock  # noqa: E402
 from firmware.journal import Journal  # noqa: E402
 from firmware.settings import DEFAULTS  # noqa: E402
+from tools.bench.mptime import measure  # noqa: E402
 
 KEY = unhexlify(DEFAULTS["mac_key"])
 PIN_KEY = unhexlify(DEFAULTS["pin_key"])
@@ -24,20 +23,6 @@ PAN = "4761739001010010"
 FIELDS = {2: PAN, 3: "000000", 4: "000000001250", 7: "1126101500", 11: "000042",
           12: "101500", 13: "1126", 14: "2812", 22: "071", 25: "00", 41: "TERM0001",
           42: "000000000012345", 49: "978", 52: bytes(16), 60: "000001"}
-
-
-def measure(name, fn, n):
-    gc.collect()
-    gc.disable()
-    before = gc.mem_alloc()
-    start = time.ticks_us()
-    for _ in range(n):
-        fn()
-    took = time.ticks_diff(time.ticks_us(), start)
-    alloc = gc.mem_alloc() - before
-    gc.enable()
-    gc.collect()
-    print("%-28s %8.1f us/call %7d bytes/call" % (name, took / n, alloc // n))
 
 
 def main():

@@ -11,15 +11,14 @@ The derivations run 20 times, not 50: with collection disabled, 50 worst cases (
 5.5 kB of cipher objects on this 64-bit port) do not fit in the 200 kB heap.
 """
 
-import gc
 import sys
-import time
 
 sys.path.insert(0, "")
 
 from binascii import unhexlify  # noqa: E402
 
 from firmware import cmac, dukpt  # noqa: E402
+from tools.bench.mptime import measure as _measure  # noqa: E402
 
 BDK = unhexlify("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 IKID = unhexlify("1234567890123456")
@@ -27,17 +26,7 @@ FRAME = bytes(range(64))
 
 
 def measure(name, fn, n):
-    gc.collect()
-    gc.disable()
-    before = gc.mem_alloc()
-    start = time.ticks_us()
-    for _ in range(n):
-        fn()
-    took = time.ticks_diff(time.ticks_us(), start)
-    alloc = gc.mem_alloc() - before
-    gc.enable()
-    gc.collect()
-    print("%-36s %8.1f us/call %7d bytes/call" % (name, took / n, alloc // n))
+    _measure(name, fn, n, 36)
 
 
 def main():
