@@ -11,19 +11,9 @@ from firmware import core  # noqa: I001
 from firmware.settings import DEFAULTS
 
 import dukpt_peer
+from fakes import Clock
 
 PAN = "4761739001010010"
-
-
-class Clock:
-    def __init__(self):
-        self.ms = 0
-
-    def now(self):
-        return (2026, 11, 26, 10, 15, self.ms // 1000 % 60)
-
-    def ticks_ms(self):
-        return self.ms
 
 
 class Rig:

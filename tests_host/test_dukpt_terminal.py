@@ -12,20 +12,10 @@ from firmware import dukpt, iso8583, msgkeys, pinblock
 from firmware.settings import DEFAULTS
 
 import dukpt_peer
+from fakes import Clock
 
 PAN = "4761739001010010"
 IKID = DEFAULTS["initial_key_id"]
-
-
-class Clock:
-    def __init__(self):
-        self.ms = 0
-
-    def now(self):
-        return (2026, 11, 26, 10, 15, self.ms // 1000 % 60)
-
-    def ticks_ms(self):
-        return self.ms
 
 
 class Rig:

@@ -6,24 +6,11 @@ receipts show. (test_ntp_server.py does a real round trip against tools/host/ntp
 import asyncio
 import struct
 
+from fakes import VirtualTime
+
 from firmware import app, sntp
 
 T = 1767225600  # 2026-01-01 00:00:00 UTC
-
-
-class VirtualTime:
-    def __init__(self):
-        self.ms = 0
-
-    def ticks_ms(self):
-        return self.ms
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    async def sleep_ms(self, ms):
-        self.ms += ms
-        await asyncio.sleep(0)
 
 
 def server_reply(request, *, first=0x24, stratum=2, refid=b"GPS\x00", unix=T, fraction=0,

@@ -8,6 +8,8 @@ import asyncio
 import gc
 import sys
 
+from fakes import VirtualTime
+
 # core before app: compiling core is this file's heap peak on MicroPython.
 import firmware.core  # noqa: F401
 from firmware import app
@@ -16,23 +18,6 @@ from firmware.wifi import MAX_RETRY_MS, WifiLink
 from tools.models.wlan import WLAN, AccessPoint
 
 SECRET = "s3cret-Passw0rd"
-
-
-class VirtualTime:
-    """One task sleeps on it: a sleep moves the clock on by its length, then yields."""
-
-    def __init__(self):
-        self.ms = 0
-
-    def ticks_ms(self):
-        return self.ms
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    async def sleep_ms(self, ms):
-        self.ms += ms
-        await asyncio.sleep(0)
 
 
 def _link(ap, t, **options):

@@ -47,38 +47,33 @@ QUICK_RESETS = 5
 _BOOT = """
 import sys
 sys.path[:] = ['', '.frozen', %(lib)r]
+def _shim(mod, **replace):
+    # A copy of a built-in module with some functions replaced (built-ins take no attributes).
+    class _Shim:
+        pass
+    shim = _Shim()
+    for k in dir(mod):
+        if not k.startswith('__'):
+            setattr(shim, k, getattr(mod, k))
+    for k in replace:
+        setattr(shim, k, replace[k])
+    return shim
+def _reset():
+    raise SystemExit(0)
 try:
     import machine as _m
-    class _Machine:
-        pass
-    _mm = _Machine()
-    for _k in dir(_m):
-        if not _k.startswith('__'):
-            setattr(_mm, _k, getattr(_m, _k))
-    def _reset():
-        raise SystemExit(0)
-    _mm.reset = _reset
-    _mm.soft_reset = _reset
-    sys.modules['machine'] = _mm
-    del _m, _mm, _k, _Machine, _reset
+    sys.modules['machine'] = _shim(_m, reset=_reset, soft_reset=_reset)
+    del _m
 except ImportError:
     pass
 # On the board, '' names the current folder (littlefs joins it to the cwd), and mpremote relies
 # on it (`cp -r dir :`); the unix port's POSIX calls refuse it.
 import os as _os
-class _Os:
-    pass
-_o = _Os()
-for _k in dir(_os):
-    if not _k.startswith('__'):
-        setattr(_o, _k, getattr(_os, _k))
 def _here(f):
     return lambda p='.', *a: f(p or '.', *a)
-_o.stat = _here(_os.stat)
-_o.listdir = _here(_os.listdir)
-_o.ilistdir = _here(_os.ilistdir)
-sys.modules['os'] = _o
-del _o, _Os, _k, _here
+sys.modules['os'] = _shim(_os, stat=_here(_os.stat), listdir=_here(_os.listdir),
+                          ilistdir=_here(_os.ilistdir))
+del _os, _here, _reset, _shim
 def _run(name):
     try:
         f = open(name)
