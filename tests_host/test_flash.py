@@ -1,7 +1,10 @@
 """tools/flash.py without a board: the image checks on synthetic images built with the real ESP
 header layout, the commands --dry-run prints, the chip-id output parser on the lines esptool 5
 prints, the flashing sequence with esptool faked, and the pinned esptool as a peer (its
-subcommands exist, its image parser and chip tables agree with ours)."""
+subcommands exist, its image parser and chip tables agree with ours). The ROMFS checks: what
+makes an image unable to use the generated table, the table file (read with esp-idf-defs, an
+extract of ESP-IDF's gen_esp32part.py), the read-back that guards --no-erase, and the ROMFS
+detection on a real MicroPython build (the unix port in .venv)."""
 
 import hashlib
 import shlex
@@ -19,11 +22,33 @@ PORT = "/dev/ttyUSB0"
 ESPTOOL = [sys.executable, "-m", "esptool"]
 
 
-def esp_image(chip_id, *, offset=0x1000, partition_table=True):
+# MicroPython v1.28.0, ports/esp32/partitions-4MiBplus.csv: (label, type, subtype, offset, size).
+STOCK = [("nvs", 1, 2, 0x9000, 0x6000), ("phy_init", 1, 1, 0xF000, 0x1000),
+         ("factory", 0, 0, 0x10000, 0x1F0000)]
+# v1.25.0's partitions-4MiB-romfs.csv (no released board uses it): the factory app shrunk.
+ROMFS_CSV_V125 = [("nvs", 1, 2, 0x9000, 0x6000), ("phy_init", 1, 1, 0xF000, 0x1000),
+                  ("factory", 0, 0, 0x10000, 0x1D0000), ("romfs", 1, 0x8F, 0x1E0000, 0x20000),
+                  ("vfs", 1, 0x81, 0x200000, 0x200000)]
+BANNER = b"MicroPython v1.28.0 on 2026-04-06"
+
+
+def table_bytes(entries):
+    """A binary partition table as ESP-IDF documents it: entries, MD5 entry, 0xFF to 0xC00."""
+    body = b"".join(struct.pack("<2sBBII16sI", b"\xaa\x50", ptype, subtype, offset, size,
+                                label.encode(), 0)
+                    for label, ptype, subtype, offset, size in entries)
+    body += b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(body).digest()
+    return body + b"\xff" * (0xC00 - len(body))
+
+
+def esp_image(chip_id, *, offset=0x1000, partition_table=True, table=STOCK, romfs=True,
+              banner=BANNER, flash_size=0x20):
     """A full image as MicroPython's makeimg.py lays it out: a bootloader image (header, one
-    segment, checksum, SHA-256), 0xFF up to flash 0x8000, then a partition table entry."""
+    segment, checksum, SHA-256), 0xFF up to flash 0x8000, the partition table, 0xFF up to
+    0x10000, then an app whose bytes hold the banner and the qstrs a ROMFS build has."""
     segment = bytes(range(1, 17))
-    image = struct.pack("<BBBBI", 0xE9, 1, 2, 0x20, 0x40080400)  # 1 segment, DIO, 4 MB 40 MHz
+    # 1 segment, DIO, flash size in the high nibble (0x20: 4 MB) and 40 MHz.
+    image = struct.pack("<BBBBI", 0xE9, 1, 2, flash_size, 0x40080400)
     # wp_pin, 3 drive-strength bytes, chip ID (u16 at byte 12), min_rev, min/max_rev_full,
     # 4 reserved, append_digest.
     image += struct.pack("<BBBBHBHH4BB", 0xEE, 0, 0, 0, chip_id, 0, 0, 0, 0, 0, 0, 0, 1)
@@ -35,14 +60,34 @@ def esp_image(chip_id, *, offset=0x1000, partition_table=True):
     image += hashlib.sha256(image).digest()
     if partition_table:
         image += b"\xff" * (0x8000 - offset - len(image))
-        image += struct.pack("<2sBBII16sI", b"\xaa\x50", 0, 0, 0x10000, 0x1F0000, b"factory", 0)
+        image += table_bytes(table)
+        image += b"\xff" * (0x10000 - offset - len(image))
+        image += b"\xe9\x03\x02\x20" + bytes(28) + banner + b"\x00VfsLfs2\x00"
+        if romfs:
+            image += b"VfsRom\x00rom_ioctl\x00/rom/lib\x00"
     return image
+
+
+@pytest.fixture(autouse=True)
+def table_dir(tmp_path, monkeypatch):
+    """The generated table (and the table read back) go to the test's folder, not out/."""
+    monkeypatch.setattr(flash, "TABLE_DIR", tmp_path / "flash")
+    return tmp_path / "flash"
 
 
 def write(tmp_path, name, data):
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+def read_peer(table):
+    """The entries of a binary table as esp-idf-defs reads it (MD5 checked), verified."""
+    from esp_idf_defs import PartitionTable
+
+    parsed = PartitionTable.from_binary(table)
+    parsed.verify(partition_table_offset=0x8000)
+    return [(p.name, p.type, p.subtype, p.offset, p.size) for p in parsed]
 
 
 def dry_run(capsys, firmware, board, *extra):
@@ -142,34 +187,58 @@ def test_missing_file_refused(tmp_path, capsys):
 
 # -- the commands ---------------------------------------------------------------------------
 
-def test_dry_run_esp32(tmp_path, capsys):
+def test_dry_run_esp32(tmp_path, capsys, table_dir):
     firmware = write(tmp_path, "fw.bin", esp_image(0))
     status, out, _ = dry_run(capsys, firmware, "esp32_devkitc")
     assert status == 0
+    table = table_dir / "partitions-esp32_devkitc.bin"
+    assert [shlex.split(line) for line in out] == [
+        ESPTOOL + ["--port", PORT, "chip-id"],
+        ESPTOOL + ["--chip", "esp32", "--port", PORT, "erase-flash"],
+        ESPTOOL + ["--chip", "esp32", "--port", PORT, "--baud", "460800", "--after", "no-reset",
+                   "write-flash", "0x1000", str(firmware)],
+        ESPTOOL + ["--chip", "esp32", "--port", PORT, "--baud", "460800",
+                   "write-flash", "0x8000", str(table)],
+    ]
+    assert read_peer(table.read_bytes())[3] == ("romfs", 1, 0x8F, 0x200000, 0x40000)
+
+
+def test_dry_run_s3_no_erase_and_baud(tmp_path, capsys, table_dir):
+    firmware = write(tmp_path, "fw s3.bin", esp_image(9, offset=0))
+    status, out, _ = dry_run(capsys, firmware, "esp32_s3_devkitc", "--no-erase",
+                             "--baud", "921600", "--romfs-kb", "384")
+    assert status == 0
+    assert [shlex.split(line) for line in out] == [
+        ESPTOOL + ["--port", PORT, "chip-id"],
+        ESPTOOL + ["--chip", "esp32s3", "--port", PORT, "read-flash", "0x8000", "0xc00",
+                   str(table_dir / "on-board-esp32_s3_devkitc.bin")],
+        ESPTOOL + ["--chip", "esp32s3", "--port", PORT, "--baud", "921600", "--after",
+                   "no-reset", "write-flash", "0x0", str(firmware)],
+        ESPTOOL + ["--chip", "esp32s3", "--port", PORT, "--baud", "921600",
+                   "write-flash", "0x8000", str(table_dir / "partitions-esp32_s3_devkitc.bin")],
+    ]
+    table = read_peer((table_dir / "partitions-esp32_s3_devkitc.bin").read_bytes())
+    assert table[3] == ("romfs", 1, 0x8F, 0x200000, 384 * 1024)
+
+
+def test_dry_run_no_romfs_is_the_image_alone(tmp_path, capsys, table_dir):
+    firmware = write(tmp_path, "ESP32_GENERIC-v1.28.0.bin", esp_image(0, romfs=False))
+    status, out, err = dry_run(capsys, firmware, "esp32_devkitc", "--no-romfs")
+    assert (status, err) == (0, "")
     assert [shlex.split(line) for line in out] == [
         ESPTOOL + ["--port", PORT, "chip-id"],
         ESPTOOL + ["--chip", "esp32", "--port", PORT, "erase-flash"],
         ESPTOOL + ["--chip", "esp32", "--port", PORT, "--baud", "460800",
                    "write-flash", "0x1000", str(firmware)],
     ]
-
-
-def test_dry_run_s3_no_erase_and_baud(tmp_path, capsys):
-    firmware = write(tmp_path, "fw s3.bin", esp_image(9, offset=0))
-    status, out, _ = dry_run(capsys, firmware, "esp32_s3_devkitc", "--no-erase",
-                             "--baud", "921600")
-    assert status == 0
-    assert [shlex.split(line) for line in out] == [
-        ESPTOOL + ["--port", PORT, "chip-id"],
-        ESPTOOL + ["--chip", "esp32s3", "--port", PORT, "--baud", "921600",
-                   "write-flash", "0x0", str(firmware)],
-    ]
+    assert not table_dir.exists()
 
 
 def test_a_new_board_is_one_table_row(tmp_path, capsys, monkeypatch):
+    # Without a layout in tools/partitions.py it goes on with the image's own table.
     monkeypatch.setitem(flash.BOARDS, "esp32_c3_devkitm", ("esp32c3", 0x0))
     firmware = write(tmp_path, "c3.bin", esp_image(5, offset=0))
-    status, out, _ = dry_run(capsys, firmware, "esp32_c3_devkitm", "--no-erase")
+    status, out, _ = dry_run(capsys, firmware, "esp32_c3_devkitm", "--no-erase", "--no-romfs")
     assert status == 0
     assert shlex.split(out[-1]) == ESPTOOL + ["--chip", "esp32c3", "--port", PORT, "--baud",
                                               "460800", "write-flash", "0x0", str(firmware)]
@@ -179,6 +248,103 @@ def test_unknown_board_is_an_argparse_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         flash.main(["--port", PORT, "--firmware", "x.bin", "--board", "sim", "--dry-run"])
     assert e.value.code == 2
+
+
+# -- ROMFS: which images can take the generated table --------------------------------------
+
+def refused(capsys, tmp_path, image, board="esp32_devkitc", *extra):
+    firmware = write(tmp_path, "fw.bin", image)
+    status, out, err = dry_run(capsys, firmware, board, *extra)
+    assert status == 2 and out == [] and err.count("\n") == 1, (status, out, err)
+    return err
+
+
+@pytest.mark.parametrize("board, chip_id, offset", [
+    ("esp32_devkitc", 0, 0x1000), ("esp32_s3_devkitc", 9, 0x0)])
+def test_stock_image_without_romfs_refused_with_the_way_out(tmp_path, capsys, table_dir, board,
+                                                           chip_id, offset):
+    # What a micropython.org v1.28.0 image is: no MICROPY_VFS_ROM, so no VfsRom among its qstrs.
+    image = esp_image(chip_id, offset=offset, romfs=False)
+    err = refused(capsys, tmp_path, image, board)
+    assert "cannot mount a ROMFS" in err and "v1.28.0" in err
+    assert "make firmware BOARD=%s" % board in err and "--no-romfs" in err
+    assert not table_dir.exists()
+    status, _, err = dry_run(capsys, write(tmp_path, "fw.bin", image), board, "--no-romfs")
+    assert (status, err) == (0, "")
+
+
+def test_rom_ioctl_alone_is_not_enough(tmp_path, capsys):
+    # The unix port's build shape: VfsRom without rom_ioctl (or the other way round).
+    image = esp_image(0, romfs=False) + b"rom_ioctl\x00"
+    assert "cannot mount a ROMFS" in refused(capsys, tmp_path, image)
+
+
+def test_image_older_than_auto_vfs_refused(tmp_path, capsys):
+    image = esp_image(0, banner=b"MicroPython v1.25.0 on 2025-04-15")
+    err = refused(capsys, tmp_path, image)
+    assert "v1.25.0" in err and "v1.26" in err and "make firmware" in err
+
+
+def test_development_build_without_a_version_accepted(tmp_path, capsys):
+    image = esp_image(0, banner=b"MicroPython 9458e3a23f on 2026-07-05")
+    status, _, err = dry_run(capsys, write(tmp_path, "fw.bin", image), "esp32_devkitc")
+    assert (status, err) == (0, "")
+
+
+def test_image_with_its_own_romfs_partition_refused(tmp_path, capsys):
+    err = refused(capsys, tmp_path, esp_image(0, table=ROMFS_CSV_V125))
+    assert "has a romfs partition in its own table" in err and "--no-romfs" in err
+
+
+def test_image_with_another_layout_refused(tmp_path, capsys):
+    bigger_app = STOCK[:2] + [("factory", 0, 0, 0x10000, 0x2F0000)]
+    err = refused(capsys, tmp_path, esp_image(0, table=bigger_app))
+    assert "not MicroPython's stock one" in err and "factory 0x10000+0x2f0000" in err
+    assert "--no-romfs" in err
+
+
+def test_image_with_a_broken_table_refused(tmp_path, capsys):
+    image = bytearray(esp_image(0))
+    image[0x8000 - 0x1000 + 0x60 + 16] ^= 1  # a bit of the MD5
+    assert "MD5" in refused(capsys, tmp_path, bytes(image))
+
+
+def test_table_past_the_headers_flash_size_refused(tmp_path, capsys):
+    # A 2 MB header (the D2WD variant's): the bootloader would refuse romfs at 0x200000.
+    err = refused(capsys, tmp_path, esp_image(0, flash_size=0x10))
+    assert "declares 2 MB" in err and "romfs" in err
+
+
+@pytest.mark.parametrize("kb, reason", [
+    ("100", "multiple of 64"), ("0", "positive"), ("1600", "at most --romfs-kb 1536")])
+def test_bad_romfs_size_refused(tmp_path, capsys, kb, reason):
+    assert reason in refused(capsys, tmp_path, esp_image(0), "esp32_devkitc", "--romfs-kb", kb)
+
+
+def test_flash_size_nibble_agrees_with_esptool():
+    from esptool.targets import CHIP_DEFS
+
+    for chip in ("esp32", "esp32s3"):
+        for name, value in CHIP_DEFS[chip].FLASH_SIZES.items():
+            if name.endswith("MB") and "-" not in name:
+                data = bytes([0xE9, 1, 2, value])
+                assert flash.image_flash_size(data) == int(name[:-2]) * 1024 * 1024, name
+
+
+def test_romfs_names_found_in_a_real_build_as_it_answers():
+    # The unix port in .venv is a real MicroPython build: the qstrs flash.py looks for are in
+    # its bytes exactly when its vfs module has those names.
+    import micropython_run
+
+    data = Path(micropython_run.__file__).read_bytes()
+    micropython = Path(sys.executable).with_name("micropython")
+    done = subprocess.run([str(micropython), "-c",
+                           "import vfs; print(hasattr(vfs, 'VfsRom'), hasattr(vfs, 'rom_ioctl'))"],
+                          capture_output=True, text=True, timeout=60)
+    answers = done.stdout.split()
+    assert answers in (["True", "False"], ["True", "True"], ["False", "False"]), done
+    assert [q in data for q in flash._ROMFS_QSTRS] == [a == "True" for a in answers]
+    assert b"MicroPython " in data
 
 
 # -- what esptool 5 prints while connecting -------------------------------------------------
@@ -246,10 +412,11 @@ def test_chip_from_esptool_output_none(text):
 # -- the sequence, with esptool faked --------------------------------------------------------
 
 class FakeEsptool:
-    def __init__(self, chip_output, fail=None, status=1):
+    def __init__(self, chip_output, fail=None, status=1, board_table=b"\xff" * 0xC00):
         self.chip_output = chip_output
         self.fail = fail
         self.status = status
+        self.board_table = board_table
         self.ran = []
 
     def __call__(self, command, *, capture=False):
@@ -257,18 +424,28 @@ class FakeEsptool:
         self.ran.append(sub)
         if sub == self.fail:
             return self.status, ""
+        if sub == "read-flash":
+            Path(command[-1]).write_bytes(self.board_table)
         return 0, self.chip_output if capture else ""
 
 
-def flash_for_real(tmp_path, fake, *extra):
-    firmware = write(tmp_path, "fw.bin", esp_image(0))
+def flash_for_real(tmp_path, fake, *extra, image=None):
+    firmware = write(tmp_path, "fw.bin", image or esp_image(0))
     return flash.main(["--port", PORT, "--firmware", str(firmware), "--board", "esp32_devkitc",
                        *extra], run=fake)
 
 
-def test_flashes_after_asking_the_chip(tmp_path):
+def test_flashes_after_asking_the_chip(tmp_path, capsys):
     fake = FakeEsptool(ESP32_VERBOSE_OUTPUT)
     assert flash_for_real(tmp_path, fake) == 0
+    assert fake.ran == ["chip-id", "erase-flash", "write-flash", "write-flash"]
+    out = capsys.readouterr().out
+    assert "romfs partition 256 KB at 0x200000" in out and "make provision" in out
+
+
+def test_no_romfs_flashes_the_image_alone(tmp_path):
+    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT)
+    assert flash_for_real(tmp_path, fake, "--no-romfs") == 0
     assert fake.ran == ["chip-id", "erase-flash", "write-flash"]
 
 
@@ -289,28 +466,52 @@ def test_unreadable_chip_output_writes_nothing(tmp_path):
     ("chip-id", ["chip-id"]),
     ("erase-flash", ["chip-id", "erase-flash"]),
     ("write-flash", ["chip-id", "erase-flash", "write-flash"]),
+    ("read-flash", ["chip-id", "read-flash"]),
 ])
 def test_esptool_failure_exits_with_its_status_and_a_hint(tmp_path, capsys, fail, ran):
     fake = FakeEsptool(ESP32_VERBOSE_OUTPUT, fail=fail, status=7)
-    assert flash_for_real(tmp_path, fake) == 7
+    extra = ["--no-erase"] if fail == "read-flash" else []
+    assert flash_for_real(tmp_path, fake, *extra) == 7
     assert fake.ran == ran
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "esptool %s failed (exit 7)" % fail in err and "dialout" in err and "BOOT" in err
 
 
-def test_no_erase_skips_it(tmp_path):
-    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT)
+def test_no_erase_keeps_files_when_the_board_has_the_same_table(tmp_path, table_dir):
+    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT, board_table=table_bytes(
+        STOCK + [("romfs", 1, 0x8F, 0x200000, 0x40000)]))
     assert flash_for_real(tmp_path, fake, "--no-erase") == 0
-    assert fake.ran == ["chip-id", "write-flash"]
+    assert fake.ran == ["chip-id", "read-flash", "write-flash", "write-flash"]
+
+
+def test_no_erase_refused_when_the_table_would_move_the_filesystem(tmp_path, capsys):
+    # A board on the stock layout: its littlefs begins at 0x200000, where romfs would go.
+    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT, board_table=table_bytes(STOCK))
+    assert flash_for_real(tmp_path, fake, "--no-erase") == 2
+    assert fake.ran == ["chip-id", "read-flash"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "another partition table" in err and "without --no-erase" in err
+
+
+def test_no_erase_no_romfs_compares_with_the_images_own_table(tmp_path):
+    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT, board_table=table_bytes(STOCK))
+    assert flash_for_real(tmp_path, fake, "--no-erase", "--no-romfs") == 0
+    assert fake.ran == ["chip-id", "read-flash", "write-flash"]
+    fake = FakeEsptool(ESP32_VERBOSE_OUTPUT, board_table=table_bytes(
+        STOCK + [("romfs", 1, 0x8F, 0x200000, 0x40000)]))
+    assert flash_for_real(tmp_path, fake, "--no-erase", "--no-romfs") == 2
+    assert fake.ran == ["chip-id", "read-flash"]
 
 
 # -- the pinned esptool as a peer -------------------------------------------------------------
 
-@pytest.mark.parametrize("subcommand", ["chip-id", "erase-flash", "write-flash"])
+@pytest.mark.parametrize("subcommand", ["chip-id", "erase-flash", "write-flash", "read-flash"])
 def test_subcommands_exist_in_pinned_esptool(subcommand):
-    done = subprocess.run(ESPTOOL + [subcommand, "--help"], capture_output=True, text=True,
-                          timeout=60)
+    # --after no-reset, as the firmware's write-flash passes it, must parse too.
+    done = subprocess.run(ESPTOOL + ["--after", "no-reset", subcommand, "--help"],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert subcommand in done.stdout
 

