@@ -28,7 +28,7 @@ SEEDS ?= 1000
 INPUTS ?= 100000
 
 .PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
-	flash deploy dev provision vboard check-port certs
+	flash deploy dev provision vboard check-port certs firmware
 
 all: test
 
@@ -74,6 +74,16 @@ ifeq ($(FIRMWARE),)
 	$(error give the MicroPython image: FIRMWARE=path/to/ESP32_GENERIC-....bin)
 endif
 	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD)
+
+# MicroPython v1.28.0 with firmware/, drivers/ and BOARD's profiles frozen in
+# (boards/manifests/BOARD.py; docs/firmware.md), built with the ESP-IDF of IDF_PATH (its idf.py
+# on PATH: . $IDF_PATH/export.sh) or else Docker.
+# MICROPYTHON_SRC: a checkout at v1.28.0, cloned there if missing. VARIANT: MicroPython's
+# BOARD_VARIANT (SPIRAM_OCT for an S3 with octal PSRAM).
+MICROPYTHON_SRC ?= out/micropython
+VARIANT ?=
+firmware: $(VENV)/.installed
+	$(PY) -m tools.firmware --board $(BOARD) --micropython $(MICROPYTHON_SRC) $(if $(VARIANT),--variant $(VARIANT))
 
 build: $(VENV)/.installed
 	$(PY) -m tools.build --board $(BOARD) $(if $(ARCH),--arch $(ARCH))
