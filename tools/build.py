@@ -4,11 +4,19 @@ those two by name).
 
     python -m tools.build [--board BOARD] [--arch ARCH] [--out DIR]     (make build BOARD=...)
 
+    python -m tools.build --romfs [--board BOARD] ...                    (make romfs BOARD=...)
+
 BOARD is a profile in boards/ (default esp32_devkitc); it picks mpy-cross's -march: `xtensawin`
 for ESP32, S2 and S3, `rv32imc` for C3 and C6 (--arch overrides). The image holds that profile
 and boards/common.py only. BOARD `sim` builds the virtual board's image: architecture-independent
 bytecode (what the unix port runs) and the chip models the simulated board wires under the
 drivers. The default output is build/BOARD/, which `make deploy` copies to the board.
+
+With --romfs the compiled packages go into a ROMFS image instead, build/BOARD.romfs (made by
+`mpremote romfs build` from build/BOARD.rom/), which MicroPython mounts at /rom and runs in place
+from flash; build/BOARD/ then holds boot.py and main.py only. Code imported from .mpy files on
+the filesystem is copied into the heap; from ROMFS only its functions, classes, module dicts
+and qstrs are (docs/romfs.md).
 
 Precompiled modules load without the compiler: on the unix port compiling core.py from source
 needs more heap than running it does, and on an ESP32 the same holds, only tighter.
@@ -64,7 +72,7 @@ def _wanted(package, src, profiles):
     return True
 
 
-def build(out, arch=None, packages=PACKAGES, board=None):
+def build(out, arch=None, packages=PACKAGES, board=None, sources=SOURCES):
     """Compile into out (replaced); return [(module, source bytes, image bytes)].
 
     board: keep only that profile of boards/ (None keeps them all)."""
@@ -74,7 +82,7 @@ def build(out, arch=None, packages=PACKAGES, board=None):
         shutil.rmtree(out)
     out.mkdir(parents=True)
     rows = []
-    for name in SOURCES:
+    for name in sources:
         shutil.copy2(ROOT / name, out / name)
         size = (ROOT / name).stat().st_size
         rows.append((name, size, size))
@@ -93,21 +101,47 @@ def build(out, arch=None, packages=PACKAGES, board=None):
     return rows
 
 
-def build_board(board, out=None, arch=None):
+def romfs_path(out):
+    """Where the ROMFS image of the filesystem image in `out` goes: beside it, out + .romfs."""
+    out = Path(out)
+    return out.with_name(out.name + ".romfs")
+
+
+def build_romfs(out, arch=None, packages=PACKAGES, board=None):
+    """boot.py and main.py into out, the compiled packages into the ROMFS image
+    romfs_path(out) (staged in out + .rom); return the rows, the image as the last one."""
+    out = Path(out)
+    staging = out.with_name(out.name + ".rom")
+    rows = build(out, sources=SOURCES, packages=())
+    rows += build(staging, arch, packages, board, sources=())
+    image = romfs_path(out)
+    cmd = [sys.executable, "-m", "mpremote", "romfs", "-o", str(image), "build", str(staging)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    rows.append((image.name, 0, image.stat().st_size))
+    return rows
+
+
+def build_board(board, out=None, arch=None, romfs=False):
     """The image for a board profile: (output folder, architecture, rows)."""
     if board not in ARCH:
         raise ValueError("unknown board %r: one of %s" % (board, ", ".join(sorted(ARCH))))
     arch = arch or ARCH[board]
     out = Path(out) if out else ROOT / "build" / board
     packages = SIM_PACKAGES if board == "sim" else PACKAGES
-    return out, arch, build(out, arch, packages, board)
+    make = build_romfs if romfs else build
+    return out, arch, make(out, arch, packages, board)
 
 
 def size_table(rows):
     lines = ["%-28s %8s %8s" % ("module", "source", ".mpy")]
-    for name, src, img in rows:
+    modules = [r for r in rows if not r[0].endswith(".romfs")]
+    for name, src, img in modules:
         lines.append("%-28s %8d %8d" % (name, src, img))
-    lines.append("%-28s %8d %8d" % ("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    lines.append("%-28s %8d %8d" % ("total", sum(r[1] for r in modules),
+                                    sum(r[2] for r in modules)))
+    for name, _, img in rows:
+        if name.endswith(".romfs"):
+            lines.append("%-28s %8s %8d" % ("ROMFS image " + name, "", img))
     return "\n".join(lines)
 
 
@@ -119,11 +153,14 @@ def main(argv=None):
     parser.add_argument("--arch", default=None, choices=ARCHES,
                         help="mpy-cross -march, overriding the board's (rv32imc for C3/C6)")
     parser.add_argument("--out", default=None, help="output folder (default build/BOARD)")
+    parser.add_argument("--romfs", action="store_true",
+                        help="the packages as a ROMFS image, OUT.romfs, beside OUT")
     args = parser.parse_args(argv)
     try:
-        out, arch, rows = build_board(args.board, args.out, args.arch)
+        out, arch, rows = build_board(args.board, args.out, args.arch, args.romfs)
     except subprocess.CalledProcessError as e:
-        print("mpy-cross failed: %s" % (e.stderr or e.stdout).strip(), file=sys.stderr)
+        tool = "mpremote romfs" if "romfs" in e.cmd else "mpy-cross"
+        print("%s failed: %s" % (tool, (e.stderr or e.stdout).strip()), file=sys.stderr)
         return 1
     print("%s: %s, for %s" % (out, args.board, arch or "any architecture (bytecode)"))
     print(size_table(rows))
