@@ -116,10 +116,12 @@ def load(path):
     return scenario
 
 
-async def run(scenario, out_dir, heapsize=None, main=None, on_event=None):
-    """Run a validated scenario; return None when it ran to its end, else the one-line reason."""
+async def run(scenario, out_dir, heapsize=None, main=None, on_event=None, **firmware):
+    """Run a validated scenario; return None when it ran to its end, else the one-line reason.
+
+    firmware: code, micropython (SimSession's)."""
     session = SimSession(out_dir, scenario.get("config"), scenario.get("cards"), heapsize, main,
-                         on_event)
+                         on_event, **firmware)
     failure = None
     try:
         await session.start()
@@ -135,6 +137,6 @@ async def run(scenario, out_dir, heapsize=None, main=None, on_event=None):
     return failure
 
 
-def run_file(path, out_dir, heapsize=None, main=None):
+def run_file(path, out_dir, heapsize=None, main=None, **firmware):
     scenario = load(path)
-    return asyncio.run(run(scenario, out_dir, heapsize, main))
+    return asyncio.run(run(scenario, out_dir, heapsize, main, **firmware))

@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
 # The unix port is 64-bit: objects and GC blocks are twice the ESP32's, so 200 000 bytes here hold
 # about what 100 000 hold on the chip (the Makefile's HEAP says the same). The simulated board
-# also carries what no board does: the chip models (about 55 KB of code and 15 KB of state
-# here) and every driver's code. Hence 400 000; `make bench` prints the breakdown.
+# also carries what no board does: the chip models (their code and state) and the link to the
+# PC; at boot it logs what it holds (boards/sim.py). Hence 400 000; `make bench` prints the
+# breakdown. With the code in ROMFS the image's bytes are in the heap too (flash on a board):
+# the default heap grows by its size.
 DEFAULT_HEAPSIZE = 400000
+# How the firmware's code reaches the unix port, as on a board: compiled to .mpy files on the
+# filesystem, or in a ROMFS image mounted at /rom (tools/build.py, docs/romfs.md).
+CODES = ("romfs", "mpy")
 KEY_LABELS = "0123456789ABCD*#"
 # boards/sim.py holds each key for the debounce time + 20 ms and lifts it for as long: a `keys`
 # step ends when its last key has been pressed and released, so a step after it comes after.
@@ -428,12 +433,14 @@ class Firmware:
     """The firmware process: MicroPython unix port running main.py; power = process alive."""
 
     def __init__(self, events, env, log_path, heapsize=DEFAULT_HEAPSIZE, main="main.py",
-                 cwd=REPO, on_exit=None):
+                 cwd=REPO, on_exit=None, boot=None, micropython=MICROPYTHON):
         self.events = events
         self.env = env
         self.log_path = log_path
         self.heapsize = heapsize
         self.main = main
+        self.boot = boot  # a -c program that runs main itself (tools/boardboot.py)
+        self.micropython = micropython
         self.cwd = cwd
         self.on_exit = on_exit
         self.powered = False
@@ -451,8 +458,9 @@ class Firmware:
     async def _spawn(self):
         env = dict(os.environ)
         env.update(self.env)
+        program = ["-c", self.boot] if self.boot else [str(self.main)]
         self.proc = await asyncio.create_subprocess_exec(
-            str(MICROPYTHON), "-X", "heapsize=%d" % self.heapsize, str(self.main),
+            str(self.micropython), "-X", "heapsize=%d" % self.heapsize, *program,
             cwd=str(self.cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self.boots += 1
@@ -515,11 +523,40 @@ class Firmware:
         return self.proc is not None and self.proc.returncode is None
 
 
+def firmware_names(image, config):
+    """The names (qstrs) the firmware's compiled modules in the folder `image` intern, one a
+    line: firmware/, drivers/ and boards/common, less the modules that the settings `config`
+    leave unloaded (the other reader's driver, Wi-Fi and NTP when unset)."""
+    from firmware.settings import DEFAULTS
+    from tools.boardboot import mpy_qstrs
+
+    def setting(name):
+        return config.get(name, DEFAULTS[name])
+
+    unused = {"boards/sim", "drivers/mfrc522" if setting("reader") != "rc522" else "drivers/pn532"}
+    if setting("reader") == "rc522":
+        unused.add("drivers/emv")
+    if not setting("wifi_ssid"):
+        unused.add("firmware/wifi")
+    if not setting("ntp_host"):
+        unused.add("firmware/sntp")
+    seen, names = set(), []
+    for package in ("firmware", "drivers", "boards"):
+        for path in sorted((Path(image) / package).glob("*.mpy")):
+            if "%s/%s" % (package, path.stem) in unused:
+                continue
+            for name in mpy_qstrs(path):
+                if name not in seen:
+                    seen.add(name)
+                    names.append(name + "\n")
+    return "".join(names)
+
+
 class SimSession:
     """A whole simulated counter: host, network, board, firmware. One step method per step kind."""
 
     def __init__(self, out_dir, config=None, cards=None, heapsize=None, main=None,
-                 on_event=None, host_factory=None):
+                 on_event=None, host_factory=None, code="romfs", micropython=None):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         for name in ("events.jsonl", "ledger.json", "flash.img", "host.db", "firmware.log"):
@@ -535,8 +572,12 @@ class SimSession:
         self.config = dict(config or {})
         self.cards = list(cards) if cards is not None else None
         self.known_cards = {c["pan"]: c for c in (self.cards or default_cards())}
-        self.heapsize = heapsize or DEFAULT_HEAPSIZE
+        if code not in CODES:
+            raise ValueError("code: one of %s, not %r" % (", ".join(CODES), code))
+        self.heapsize = heapsize
         self.main = main
+        self.code = code
+        self.micropython = Path(micropython) if micropython else MICROPYTHON
         self.events = EventLog(self.out / "events.jsonl")
         if on_event:
             self.events.listeners.append(on_event)
@@ -592,7 +633,6 @@ class SimSession:
             config["ntp_host"], config["ntp_port"] = "127.0.0.1", self.ntp.port
         else:
             config["ntp_host"] = ""  # never the internet's pool.ntp.org from a simulation
-        self.events.emit("config", settings=masked_settings(config), heapsize=self.heapsize)
         env = {
             "POS_BOARD": "sim",
             "POS_SIM_LINK": str(self.board.port),
@@ -603,17 +643,39 @@ class SimSession:
             env["POS_HOST_CA"] = ca_der.hex()
         # Run in the out dir (MicroPython puts the script's own dir on sys.path), so whatever the
         # firmware writes to its working directory (crash.log) lands in the record, not the repo.
-        if self.main is None:
-            # As on a board: the firmware precompiled to .mpy, main.py and boot.py as source.
-            from tools.build import SIM_PACKAGES, build
+        from tools.boardboot import boot_source
+        from tools.build import SIM_PACKAGES, build, build_romfs, romfs_path
 
-            build(self.out / "image", packages=SIM_PACKAGES)
-            main_path = (self.out / "image" / "main.py").resolve()
+        heapsize = self.heapsize or DEFAULT_HEAPSIZE
+        image = (self.out / "image").resolve()
+        rom = None
+        if self.main is not None:
+            main_path, here = (REPO / self.main).resolve(), str(REPO)
+        elif self.code == "romfs":
+            # As on a board with a ROM partition: the packages in a ROMFS image at /rom, main.py
+            # and boot.py as source on the filesystem.
+            build_romfs(image, packages=SIM_PACKAGES)
+            rom = romfs_path(image)
+            main_path, here = image / "main.py", ""
+            if self.heapsize is None:
+                heapsize += rom.stat().st_size
         else:
-            main_path = (REPO / self.main).resolve()
-        self.firmware = Firmware(self.events, env, self.out / "firmware.log", self.heapsize,
+            # As on a board: the firmware precompiled to .mpy, main.py and boot.py as source.
+            build(image, packages=SIM_PACKAGES)
+            main_path, here = image / "main.py", str(image)
+        # Started the way the port starts a board (tools/boardboot.py); the sim's own profile
+        # is imported first and weighed, so that the boot log can say what the firmware holds.
+        names = self.out.resolve() / "firmware.qstrs"
+        names.write_text(firmware_names(image.with_name(image.name + ".rom") if rom else image,
+                                        config))
+        boot = boot_source(str(self.out.resolve() / "lib"), romfs=rom, board=False,
+                           run=[str(main_path)], here=here, preload="boards.sim", names=names)
+        self.events.emit("config", settings=masked_settings(config), heapsize=heapsize,
+                         code="source" if self.main else self.code)
+        self.firmware = Firmware(self.events, env, self.out / "firmware.log", heapsize,
                                  main_path, cwd=self.out.resolve(),
-                                 on_exit=self.board.drop_link)
+                                 on_exit=self.board.drop_link, boot=boot,
+                                 micropython=self.micropython)
         await self.firmware.power_on()
 
     async def stop(self):

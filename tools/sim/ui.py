@@ -206,9 +206,9 @@ def _char(code, curses):
     return None
 
 
-async def _main(scr, curses, out, heapsize, main):
+async def _main(scr, curses, out, heapsize, main, firmware):
     cards = default_cards()
-    session = SimSession(out, DEMO_CONFIG, None, heapsize, main)
+    session = SimSession(out, DEMO_CONFIG, None, heapsize, main, **firmware)
     app = App(session, cards)
     await session.start()
     scr.nodelay(True)
@@ -228,7 +228,7 @@ async def _main(scr, curses, out, heapsize, main):
         await session.stop()
 
 
-def run_ui(out="out/sim", heapsize=None, main=None):
+def run_ui(out="out/sim", heapsize=None, main=None, **firmware):
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("tools.sim: the interactive simulator needs a terminal (TTY); for a scripted run "
               "use: python -m tools.sim --scenario FILE --out DIR", file=sys.stderr)
@@ -242,7 +242,8 @@ def run_ui(out="out/sim", heapsize=None, main=None):
 
     locale.setlocale(locale.LC_ALL, "")  # braille cells for the OLED need a UTF-8 terminal
     try:
-        curses.wrapper(lambda scr: asyncio.run(_main(scr, curses, out, heapsize, main)))
+        curses.wrapper(lambda scr: asyncio.run(_main(scr, curses, out, heapsize, main,
+                                                                firmware)))
     except KeyboardInterrupt:
         pass
     print("session recorded in %s (events.jsonl, ledger.json, receipts/)" % out)

@@ -1,0 +1,210 @@
+"""What a MicroPython board does between reset and main.py, as source for the unix port.
+
+The virtual board (tools/vboard.py) and the simulated board (tools/sim/session.py) start the
+unix port with `-c boot_source(...)`, so that the firmware finds what the ESP32 port gives it:
+- a ROMFS partition mounted at /rom, with /rom and /rom/lib on sys.path after '' and .frozen
+  (the ESP32 port does this in mp_init when the image has MICROPY_VFS_ROM and the partition
+  table a romfs partition: docs/romfs.md), and `vfs.rom_ioctl` as the ESP32 port answers it:
+  1 the number of ROM partitions, 2 the partition as a block device, through which `mpremote
+  romfs deploy` erases and writes it. The partition is a file on the PC; the unix port has no
+  memory-mapped flash, so its bytes are read into the heap: `vfs.rom_heap` says how many bytes
+  that took, which the simulated board counts as its own weight (on a board they are flash);
+- for the virtual board, `machine.reset()` ending the process (the bridge starts a new one),
+  `os.stat('')` as littlefs answers it, and boot.py then main.py run from the working folder.
+"""
+
+ROMFS_HEADER = b"\xd2\xcd\x31"
+
+# vfs.rom_ioctl as the ESP32 port answers it (ports/esp32/esp32_partition.c): the partition is
+# an esp32.Partition, a block device of 4 KB blocks that mpremote erases (ioctl 6) and writes
+# (writeblocks); here a bytearray, so that VfsRom and memoryview read it in place.
+_ROM = """
+import gc, vfs as _vfs
+class _Vfs:
+    pass
+class _Partition(bytearray):
+    def ioctl(self, op, arg):
+        if op == 4:
+            return len(self) // 4096
+        if op == 5:
+            return 4096
+        if op == 6:
+            self.writeblocks(arg, b'\\xff' * 4096)
+            return 0
+        return 0 if op in (1, 2, 3) else None
+    def readblocks(self, block, buf, offset=0):
+        at = block * 4096 + offset
+        buf[:] = memoryview(self)[at:at + len(buf)]
+    def writeblocks(self, block, buf, offset=0):
+        at = block * 4096 + offset
+        memoryview(self)[at:at + len(buf)] = buf
+        f = open(%(romfs)r, 'r+b')
+        f.seek(at)
+        f.write(buf)
+        f.close()
+def _rom_shim(path):
+    shim = _Vfs()
+    for k in dir(_vfs):
+        if not k.startswith('__'):
+            setattr(shim, k, getattr(_vfs, k))
+    gc.collect()
+    before = gc.mem_alloc()
+    f = open(path, 'rb')
+    f.seek(0, 2)
+    part = _Partition(f.tell())
+    f.seek(0)
+    f.readinto(part)
+    f.close()
+    shim.rom_heap = gc.mem_alloc() - before
+    def rom_ioctl(op, rom_id=0):
+        if op == 1:
+            return 1
+        if op == 2 and rom_id == 0:
+            return part
+        return -22  # EINVAL
+    shim.rom_ioctl = rom_ioctl
+    sys.modules['vfs'] = shim
+    if bytes(memoryview(part)[:3]) == %(header)r:
+        _vfs.mount(_vfs.VfsRom(part), '/rom')
+_rom_shim(%(romfs)r)
+del _rom_shim
+"""
+
+# The virtual board's reset vector: machine.reset() and a soft reset end the process.
+_BOARD = """
+def _shim(mod, **replace):
+    # A copy of a built-in module with some functions replaced (built-ins take no attributes).
+    class _Shim:
+        pass
+    shim = _Shim()
+    for k in dir(mod):
+        if not k.startswith('__'):
+            setattr(shim, k, getattr(mod, k))
+    for k in replace:
+        setattr(shim, k, replace[k])
+    return shim
+def _reset():
+    raise SystemExit(0)
+try:
+    import machine as _m
+    sys.modules['machine'] = _shim(_m, reset=_reset, soft_reset=_reset)
+    del _m
+except ImportError:
+    pass
+# On the board, '' names the current folder (littlefs joins it to the cwd), and mpremote relies
+# on it (`cp -r dir :`); the unix port's POSIX calls refuse it.
+import os as _os
+def _here(f):
+    return lambda p='.', *a: f(p or '.', *a)
+sys.modules['os'] = _shim(_os, stat=_here(_os.stat), listdir=_here(_os.listdir),
+                          ilistdir=_here(_os.ilistdir))
+del _os, _here, _reset, _shim
+"""
+
+# The simulated board's profile, imported before main.py (which then finds it loaded) with the
+# heap it took recorded in it: the simulation's own weight (boards/sim.py heap_report). What it
+# shares with the firmware is imported first, so it counts as the firmware's: the modules, and
+# the firmware's names (qstrs), interned in the order a board interns them, so that the qstr
+# pools the simulation's own names add are allocated in its window, not the firmware's.
+_PRELOAD = """
+import gc, binascii, json, os, asyncio, boards
+f = open(%(names)r)
+for name in f:
+    hasattr(sys, name[:-1])  # interns it
+f.close()
+del f, name
+gc.collect()
+_before = gc.mem_alloc()
+import %(module)s as _profile
+gc.collect()
+_profile.IMPORT_HEAP = gc.mem_alloc() - _before
+del _profile, _before
+"""
+
+_RUN = """
+def _run(name):
+    try:
+        f = open(name)
+    except OSError:
+        return
+    code = f.read()
+    f.close()
+    try:
+        exec(code, {'__name__': '__main__'})
+    except KeyboardInterrupt:
+        pass
+    except SystemExit:
+        raise
+    except Exception as e:
+        sys.print_exception(e)
+for _name in %(run)r:
+    _run(_name)
+del _run
+"""
+
+
+def boot_source(lib, *, romfs=None, board=True, run=("boot.py", "main.py"), here="",
+                preload=None, names=None):
+    """The unix port's -c program: sys.path as the port sets it (here: the folder the firmware's
+    files are in, '' the current one as on a board; lib: the board's /lib), the ROMFS partition
+    file `romfs` mounted at /rom (None: no ROM partition), the board shims, the module `preload`
+    imported and weighed after the firmware's names (the file `names`, one a line: see
+    _PRELOAD and mpy_qstrs), then the scripts `run`, in order."""
+    path = [here, ".frozen"]
+    if romfs is not None:
+        path += ["/rom", "/rom/lib"]
+    path.append(lib)
+    parts = ["import sys\nsys.path[:] = %r\n" % path]
+    if romfs is not None:
+        parts.append(_ROM % {"romfs": str(romfs), "header": ROMFS_HEADER})
+    if board:
+        parts.append(_BOARD)
+    if preload:
+        parts.append(_PRELOAD % {"module": preload, "names": str(names)})
+    parts.append(_RUN % {"run": list(run)})
+    return "".join(parts)
+
+
+def blank_partition(path, size):
+    """A ROM partition file of `size` bytes as an erased flash reads (0xFF), unless one of that
+    size is there already (its image survives a power cycle, as flash does)."""
+    import os
+
+    try:
+        if os.path.getsize(path) == size:
+            return
+    except OSError:
+        pass
+    with open(path, "wb") as f:
+        f.write(b"\xff" * size)
+
+
+def mpy_qstrs(path):
+    """The names a .mpy file has MicroPython intern when it is loaded: its qstr table less the
+    static qstrs every port has built in (the .mpy format v6, py/persistentcode.c: a vuint
+    count of qstrs and one of objects after the 4-byte header, then per qstr a vuint, odd for
+    a static qstr's index, else twice the length, followed by the characters and a NUL)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"M\x06":
+        raise ValueError("%s: not a version 6 .mpy file" % path)
+    at = 4
+    count, at = _vuint(data, at)
+    _, at = _vuint(data, at)
+    names = []
+    for _ in range(count):
+        value, at = _vuint(data, at)
+        if not value & 1:
+            names.append(data[at:at + (value >> 1)].decode())
+            at += (value >> 1) + 1
+    return names
+
+
+def _vuint(data, at):
+    value = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            return value, at
