@@ -33,6 +33,10 @@ except ImportError:  # CPython: importable, but there is no littlefs to mount
 BLOCK_SIZE = 4096
 BLOCK_COUNT = 128  # 512 KB image, the size of a small ESP32 data partition
 ROOT = "/flash"
+# Heap this module took to import, set by the sim's start-up program (tools/boardboot.py), which
+# imports it before main.py does: the simulation's weight, never the firmware's.
+IMPORT_HEAP = 0
+_bdev_heap = 0  # the flash's block device (on a board, C code and no heap)
 
 
 def _getenv(name, default=None):
@@ -124,7 +128,12 @@ class FileBlockDevice:
 
 def mount_flash(path, root=ROOT):
     """Mount the littlefs image at root, formatting it on first use (or if it is not littlefs)."""
+    global _bdev_heap
+    gc.collect()
+    before = gc.mem_alloc()
     bdev = FileBlockDevice(path)
+    gc.collect()
+    _bdev_heap = gc.mem_alloc() - before
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
@@ -152,11 +161,12 @@ class _Link:
         asyncio.create_task(self._read_loop())
 
     def send(self, obj):
-        line = json.dumps(obj) + "\n"
         if self._writer is None:
-            if len(self._pending) < 64:
-                self._pending.append(line)
+            # Kept for the link about to open; dropped when there is none (the virtual board).
+            if self._pending is not None and len(self._pending) < 64:
+                self._pending.append(json.dumps(obj) + "\n")
             return
+        line = json.dumps(obj) + "\n"
         self._write(line)
 
     def send_parts(self, parts):
@@ -355,7 +365,7 @@ def buses(settings):
     else:
         from tools.models.pn532 import PN532Model
 
-        reader = PN532Model(clock)
+        reader = PN532Model(clock, keep=0)  # no history: hours of polling would fill the heap
         if kind == "pn532_spi":
             spi.attach(reader, cs)
         else:
@@ -392,14 +402,20 @@ class Board:
         self.oled = models["oled"]
         self.matrix = models["keypad"]
         self.field_add, self.field_remove = models["field"]
+        from tools.models import emvcard, tags  # noqa: F401 - now, to be counted (a tap's cards)
+
         gc.collect()
         # The models are the simulated board's own weight: a real board carries none of it.
         self.model_heap = gc.mem_alloc() - before
         parts = assemble(settings, root=_root, **wiring)
+        gc.collect()
+        before = gc.mem_alloc()
         self.reader = _Reader(self, parts.reader)
         self.keypad = parts.keypad
         self.display = _Display(self, parts.display, self.oled)
         self.printer = _Printer(self, parts.printer, self.printer_model)
+        gc.collect()
+        self.model_heap += gc.mem_alloc() - before
         # A finger holds a key past the debounce time, and lifts it for longer than the
         # debounce time too: a shorter gap reads as one long press (9999 typed as 9).
         self._hold_ms = settings["keypad_debounce_ms"] + 20
@@ -429,11 +445,14 @@ class Board:
         if port is None:
             # A board alone on the virtual board (tools/vboard.py, `make vboard`): it boots and
             # serves its REPL, but no one taps a card or presses a key.
-            self.log("sim: no board link (POS_SIM_LINK): peripherals idle")
+            self._link._pending = None
+            print("sim: no board link (POS_SIM_LINK): peripherals idle")
         else:
             await self._link.open("127.0.0.1", int(port))
             self._link.send({"hello": 1})
-        self.log("sim: chip models hold %d bytes of heap" % self.model_heap)
+        self.log(heap_report(self.model_heap))
+        if port is None:
+            print(heap_report(self.model_heap))
 
     def report(self, state):
         self._link.send({"state": state})
@@ -460,6 +479,16 @@ class Board:
                 self.printer_model.load_paper()
             else:
                 self.printer_model.set_paper_out()
+
+
+def heap_report(model_heap):
+    """The boot log's line of all that the simulation holds in the heap, which a board does not:
+    the firmware's share of a heap is what it was given minus this."""
+    rom = getattr(vfs, "rom_heap", 0)
+    total = IMPORT_HEAP + model_heap + _bdev_heap + rom
+    return ("sim: the simulation holds %d bytes of heap: board module %d, chip models and "
+            "board link %d, flash block device %d, ROMFS image %d (flash on a board)"
+            % (total, IMPORT_HEAP, model_heap, _bdev_heap, rom))
 
 
 _flash = None
@@ -508,7 +537,7 @@ def build(settings):
     mount()
     overrides = config_overrides()
     if isinstance(settings, dict):
-        # Wrapped keys excepted: firmware.app.load_settings has unwrapped them already.
+        # Wrapped keys excepted: firmware.startup.load_settings has unwrapped them already.
         settings.update({name: value for name, value in overrides.items()
                          if not (isinstance(value, str) and value.startswith("W:"))})
     return Board(settings, _flash)

@@ -63,8 +63,9 @@ def frame(payload):
 
 
 class PN532Model:
-    def __init__(self, clock, cards=None, spi_msb=True, uart_byte_us=87):
+    def __init__(self, clock, cards=None, spi_msb=True, uart_byte_us=87, keep=_KEEP):
         self.clock = clock
+        self.keep = keep  # frames and commands kept (the simulated board keeps none)
         self.field = list(cards or [])
         self.spi_msb = spi_msb
         self.uart_byte_us = uart_byte_us
@@ -133,7 +134,7 @@ class PN532Model:
     def host_frame(self, data):
         data = bytes(data)
         self.host_frames.append(data)
-        if len(self.host_frames) > _KEEP:
+        if len(self.host_frames) > self.keep:
             self.host_frames.pop(0)
         i = data.find(b"\x00\xff")
         if i < 0 or len(data) < i + 4:
@@ -185,7 +186,7 @@ class PN532Model:
 
     def _execute(self, cmd, params):
         self.commands.append((cmd, bytes(params)))
-        if len(self.commands) > _KEEP:
+        if len(self.commands) > self.keep:
             self.commands.pop(0)
         if cmd == 0x02:
             return CMD_US, b"\x32\x01\x06\x07"
