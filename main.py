@@ -1,31 +1,21 @@
-"""Entry point: settings -> board profile -> runtime. Logs a crash, then resets the board.
+"""Entry point: start-up (settings -> board profile), then the runtime. Logs a crash, then
+resets the board.
 
 The board profile is chosen by the `board` setting (config.json on flash); on the simulated
-board (MicroPython unix port) the POS_BOARD environment variable selects it instead.
+board (MicroPython unix port) the POS_BOARD environment variable selects it instead. The start-up
+code is imported, used and dropped before the runtime is imported (firmware/startup.py).
 """
 
 import sys
 
 
-def board_name():
-    getenv = getattr(__import__("os"), "getenv", None)  # the unix port has it, the ESP32 not
-    name = getenv("POS_BOARD") if getenv else None
-    if name:
-        return name
-    from firmware import settings
-
-    return settings.load("config.json")["board"]
-
-
 def main():
+    from firmware import startup
+
+    board, settings = startup.start()
+    del startup  # its last reference: start() took it out of sys.modules
     from firmware import app
 
-    name = board_name()
-    profile = __import__("boards." + name, None, None, ["build"])
-    root = profile.mount() if hasattr(profile, "mount") else ""
-    overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
-    settings = app.load_settings(root, overrides, getattr(profile, "device_id", None))
-    board = profile.build(settings)
     app.run(board, settings)
 
 

@@ -16,7 +16,6 @@ import os
 import struct
 import time
 
-from firmware import settings as settings_mod
 from firmware.core import Terminal
 from firmware.journal import Journal
 
@@ -435,25 +434,6 @@ def run(board, settings):
     asyncio.run(Runtime(board, settings).run())
 
 
-def load_settings(root, overrides=None, device_id=None):
-    """config.json over the defaults, then the board's overrides; wrapped keys ("W:...")
-    unwrapped with the device key of device_id() (the board profile's), so the clear keys are
-    in RAM only. Keys stored in clear still load, with one warning in the boot log."""
-    from firmware import keystore
-
-    values = settings_mod.load((root + "/" if root else "") + "config.json")
-    if overrides:
-        values = settings_mod.merge(values, overrides, "board overrides")
-    try:
-        clear = keystore.unwrap_settings(values, device_id)
-    except keystore.KeyWrapError as e:
-        raise settings_mod.SettingsError("settings: %s" % e)
-    if clear:
-        print("settings: keys stored in clear (%s): provision them wrapped (docs/provisioning.md)"
-              % ", ".join(clear))
-    return values
-
-
 def _errno(e):
     return e.args[0] if e.args else None
 
@@ -471,7 +451,7 @@ def host_tls(settings, root):
         with open(path, "rb") as f:
             cadata = f.read()
     except OSError:
-        raise settings_mod.SettingsError(
+        raise _settings_error(
             "host_ca: no file %s on the flash (host_tls is verify: provision it with --ca)"
             % path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -480,8 +460,15 @@ def host_tls(settings, root):
         # DER only: MicroPython's mbedtls takes PEM solely with a trailing NUL.
         context.load_verify_locations(cadata=cadata)
     except (ValueError, OSError):
-        raise settings_mod.SettingsError("host_ca: %s is not a DER certificate" % path)
+        raise _settings_error("host_ca: %s is not a DER certificate" % path)
     return {"ssl": context, "server_hostname": settings["host_name"]}
+
+
+def _settings_error(text):
+    # Imported here: the settings module is start-up code, dropped once the terminal runs.
+    from firmware.settings import SettingsError
+
+    return SettingsError(text)
 
 
 def _tls_failure(e):

@@ -2,7 +2,7 @@
 
 A key setting (`mac_key`, `pin_key`, `initial_key`) may be stored in config.json as
 "W:" + the hex of the key wrapped under this board's device key. `unwrap_settings` turns them
-back into clear hex right after the settings are loaded (firmware/app.py `load_settings`), so
+back into clear hex right after the settings are loaded (firmware/startup.py `load_settings`), so
 the clear keys live in RAM only.
 
 The device key (KEK) is the AES-CMAC of the board's unique ID (`device_id()` of the board

@@ -9,7 +9,7 @@ import os
 from binascii import hexlify, unhexlify
 
 from boards import sim
-from firmware import app, keystore, settings
+from firmware import keystore, settings, startup
 
 # RFC 3394 section 4: (KEK, key data, wrapped). 4.1 and 4.3 wrap 128 bits of key data, 4.6
 # 256 bits; 4.2, 4.4 and 4.5 need 192-bit AES keys, which the unix port's cryptolib lacks.
@@ -159,16 +159,16 @@ def test_load_settings_unwraps_config_json_keys():
     with open(root + "/config.json", "w") as f:
         f.write('{"mac_key": "%s", "pin_key": "%s"}'
                 % (keystore.wrap_hex(kek, _MAC_KEY), keystore.wrap_hex(kek, _PIN_KEY)))
-    values = app.load_settings(root, None, lambda: b"\xa4\xcf\x12\x34\x56\x78")
+    values = startup.load_settings(root, None, lambda: b"\xa4\xcf\x12\x34\x56\x78")
     assert values["mac_key"] == _MAC_KEY and values["pin_key"] == _PIN_KEY
     try:
-        app.load_settings(root, None, lambda: sim.SIM_DEVICE_ID)
+        startup.load_settings(root, None, lambda: sim.SIM_DEVICE_ID)
     except settings.SettingsError as e:
         assert "mac_key: integrity check failed" in str(e)
     else:
         raise AssertionError("keys of another board loaded")
     # Board overrides (the simulated board's POS_CONFIG) may carry wrapped keys too.
-    values = app.load_settings(root, {"pin_key": keystore.wrap_hex(kek, "00" * 16)},
+    values = startup.load_settings(root, {"pin_key": keystore.wrap_hex(kek, "00" * 16)},
                                lambda: b"\xa4\xcf\x12\x34\x56\x78")
     assert values["pin_key"] == "00" * 16
     os.remove(root + "/config.json")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boards import sim
-from firmware import app, keystore
+from firmware import keystore, startup
 from firmware.settings import DEFAULTS
 
 _keks = st.sampled_from((16, 32)).flatmap(lambda n: st.binary(min_size=n, max_size=n))
@@ -54,7 +54,7 @@ def _config(tmp_path, values):
 
 
 def test_boot_warns_once_for_clear_keys_and_never_prints_them(tmp_path, capsys):
-    app.load_settings(_config(tmp_path, {"merchant_name": "SHOP"}), None, None)
+    startup.load_settings(_config(tmp_path, {"merchant_name": "SHOP"}), None, None)
     out = capsys.readouterr().out
     assert out.count("keys stored in clear") == 1
     names = [name for name in keystore.KEY_SETTINGS if name in DEFAULTS]
@@ -66,7 +66,7 @@ def test_no_warning_when_every_key_is_wrapped(tmp_path, capsys):
     kek = keystore.device_key(sim.SIM_DEVICE_ID)
     wrapped = {name: keystore.wrap_hex(kek, DEFAULTS[name])
                for name in keystore.KEY_SETTINGS if name in DEFAULTS}
-    values = app.load_settings(_config(tmp_path, wrapped), None, sim.device_id)
+    values = startup.load_settings(_config(tmp_path, wrapped), None, sim.device_id)
     assert capsys.readouterr().out == ""
     for name in wrapped:
         assert values[name] == DEFAULTS[name].upper()
@@ -75,6 +75,6 @@ def test_no_warning_when_every_key_is_wrapped(tmp_path, capsys):
 def test_a_partly_wrapped_config_names_only_the_clear_key(tmp_path, capsys):
     kek = keystore.device_key(sim.SIM_DEVICE_ID)
     config = {"mac_key": keystore.wrap_hex(kek, DEFAULTS["mac_key"])}
-    app.load_settings(_config(tmp_path, config), None, sim.device_id)
+    startup.load_settings(_config(tmp_path, config), None, sim.device_id)
     out = capsys.readouterr().out
     assert "keys stored in clear (pin_key" in out and "mac_key" not in out

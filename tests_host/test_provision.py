@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 from boards import sim
-from firmware import app, keystore, settings
+from firmware import keystore, settings, startup
 from tools import provision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,10 +198,10 @@ def test_success_writes_only_the_given_fields_and_shows_secrets_masked(tmp_path,
     (tmp_path / "config.json").write_bytes(runner.sent[0])
     assert settings.load(str(tmp_path / "config.json")) == dict(settings.DEFAULTS, **written)
     # The firmware's load unwraps them with the board's ID, and refuses them on another board.
-    loaded = app.load_settings(str(tmp_path), None, lambda: bytes.fromhex(DEVICE_ID))
+    loaded = startup.load_settings(str(tmp_path), None, lambda: bytes.fromhex(DEVICE_ID))
     assert loaded == dict(settings.DEFAULTS, **expected)
     with pytest.raises(settings.SettingsError, match="integrity check failed"):
-        app.load_settings(str(tmp_path), None, lambda: bytes.fromhex("a4cf12345679"))
+        startup.load_settings(str(tmp_path), None, lambda: bytes.fromhex("a4cf12345679"))
     assert kwargs["capture_output"] and kwargs["text"]
     assert not Path(cmd[cmd.index("cp") + 2]).exists(), "the temporary file is removed"
     digest = hashlib.sha256(runner.sent[0]).hexdigest()

@@ -1,0 +1,67 @@
+"""What runs once at power-on, before the terminal opens: the settings (config.json over the
+defaults, checked, keys unwrapped) and the board, assembled by its profile.
+
+main.py calls `start()` and then lets go of this module: `start()` takes it, the settings'
+defaults and rules, the key unwrapping and the board assembly out of sys.modules, so that none
+of that code stays in the heap beside the runtime (docs/architecture.md, "Memory").
+"""
+
+import gc
+import sys
+
+from firmware import settings as settings_mod
+
+# Imported only to boot: dropped once the board is built (the board profile stays, the runtime
+# calls its set_clock). boards.common keeps its Board class alive through the board.
+BOOT_ONLY = ("firmware.startup", "firmware.settings", "firmware.keystore")
+
+
+def board_name():
+    """The board profile: POS_BOARD where the port has an environment (the simulated board),
+    else the `board` setting of config.json."""
+    getenv = getattr(__import__("os"), "getenv", None)  # the unix port has it, the ESP32 not
+    name = getenv("POS_BOARD") if getenv else None
+    return name or settings_mod.load("config.json")["board"]
+
+
+def load_settings(root, overrides=None, device_id=None):
+    """config.json over the defaults, then the board's overrides; wrapped keys ("W:...")
+    unwrapped with the device key of device_id() (the board profile's), so the clear keys are
+    in RAM only. Keys stored in clear still load, with one warning in the boot log."""
+    from firmware import keystore
+
+    values = settings_mod.load((root + "/" if root else "") + "config.json")
+    if overrides:
+        values = settings_mod.merge(values, overrides, "board overrides")
+    try:
+        clear = keystore.unwrap_settings(values, device_id)
+    except keystore.KeyWrapError as e:
+        raise settings_mod.SettingsError("settings: %s" % e)
+    if clear:
+        print("settings: keys stored in clear (%s): provision them wrapped (docs/provisioning.md)"
+              % ", ".join(clear))
+    return values
+
+
+def start(name=None):
+    """The board and its settings, from the profile `name` (default board_name()); then the
+    start-up modules are dropped from sys.modules (see BOOT_ONLY)."""
+    profile = __import__("boards." + (name or board_name()), None, None, ["build"])
+    root = profile.mount() if hasattr(profile, "mount") else ""
+    overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
+    settings = load_settings(root, overrides, getattr(profile, "device_id", None))
+    board = profile.build(settings)
+    drop(BOOT_ONLY)
+    return board, settings
+
+
+def drop(modules):
+    """Forget modules: out of sys.modules and off their package, so the heap they hold is free
+    once nothing else refers to them."""
+    for module in modules:
+        sys.modules.pop(module, None)
+        package, _, leaf = module.rpartition(".")
+        parent = sys.modules.get(package)
+        if parent is not None and leaf in parent.__dict__:
+            delattr(parent, leaf)
+    gc.collect()
