@@ -37,6 +37,9 @@ ROOT = "/flash"
 # imports it before main.py does: the simulation's weight, never the firmware's.
 IMPORT_HEAP = 0
 _bdev_heap = 0  # the flash's block device (on a board, C code and no heap)
+# Erased NOR flash reads as 0xFF. Allocated at import, while the heap is in one piece: an erase
+# must not need 4 KB in one block of a fragmented heap.
+_ERASED = b"\xff" * BLOCK_SIZE
 
 
 def _getenv(name, default=None):
@@ -86,15 +89,12 @@ class FileBlockDevice:
             existing = os.stat(path)[6]
         except OSError:
             existing = -1
+        self._erased = _ERASED if block_size == BLOCK_SIZE else b"\xff" * block_size
         if existing != size:
-            # Erased NOR flash reads as 0xFF.
             with open(path, "wb") as f:
-                chunk = b"\xff" * block_size
                 for _ in range(block_count):
-                    f.write(chunk)
+                    f.write(self._erased)
         self.fresh = existing != size
-        # Allocated once: an erase must not need a 4 KB block of a fragmented heap.
-        self._erased = b"\xff" * block_size
         self._f = open(path, "r+b")
 
     def readblocks(self, block, buf, off=0):
@@ -302,8 +302,18 @@ class _Display:
         lines = [str(line) for line in lines]
         if lines != self.lines:
             self.lines = lines
-            self._board.send_parts((b'{"fb": "', binascii.b2a_base64(self._oled.gddram)[:-1],
-                                    b'", "display": ', json.dumps(lines).encode(), b"}\n"))
+            self._board.send_parts(self._parts(lines))
+
+    def _parts(self, lines):
+        yield b'{"fb": "'
+        # Base64 96 bytes at a time (no padding inside: 96 is a multiple of 3), so the 1 KB of
+        # pixels never needs 1.4 KB in one block of the heap.
+        pixels = memoryview(self._oled.gddram)
+        for at in range(0, len(pixels), 96):
+            yield binascii.b2a_base64(pixels[at:at + 96])[:-1]
+        yield b'", "display": '
+        yield json.dumps(lines).encode()
+        yield b"}\n"
 
 
 class _Printer:
@@ -328,8 +338,11 @@ class _Printer:
         self.report(True)
 
     def report(self, ok):
-        entries = self._model.take_paper()
-        self._board.send({"paper_report": _plain(entries), "job": self._job, "ok": ok})
+        # An entry a line: the whole receipt in one JSON line would need a few KB at once, of
+        # a heap that is the firmware's to measure.
+        for entry in self._model.take_paper():
+            self._board.send({"paper_entry": _plain(entry)})
+        self._board.send({"paper_report": [], "job": self._job, "ok": ok})
 
 
 def buses(settings):

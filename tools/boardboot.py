@@ -104,21 +104,29 @@ del _os, _here, _reset, _shim
 # The simulated board's profile, imported before main.py (which then finds it loaded) with the
 # heap it took recorded in it: the simulation's own weight (boards/sim.py heap_report). What it
 # shares with the firmware is imported first, so it counts as the firmware's: the modules, and
-# the firmware's names (qstrs), interned in the order a board interns them, so that the qstr
-# pools the simulation's own names add are allocated in its window, not the firmware's.
+# the firmware's names (qstrs), interned as a board interns them; then, in the weighed window,
+# the simulation's names, so that the qstr pools they add (pools double: 9 KB for the pool
+# after 1260 names, on 32 bits) are allocated there, not the firmware's, and while the heap is
+# still in one piece.
 _PRELOAD = """
 import gc, binascii, json, os, asyncio, boards
-f = open(%(names)r)
-for name in f:
-    hasattr(sys, name[:-1])  # interns it
-f.close()
-del f, name
+def _intern(path):
+    # Collected often: the lines read are garbage, and left to pile up between the qstr chunks
+    # they would scatter those over the heap (a board interns its names as it loads modules).
+    gc.threshold(1024)
+    f = open(path)
+    for name in f:
+        hasattr(sys, name[:-1])  # interns it
+    f.close()
+    gc.threshold(-1)
+_intern(%(names)r)
 gc.collect()
 _before = gc.mem_alloc()
+_intern(%(own_names)r)
 import %(module)s as _profile
 gc.collect()
 _profile.IMPORT_HEAP = gc.mem_alloc() - _before
-del _profile, _before
+del _profile, _before, _intern
 """
 
 _RUN = """
@@ -144,12 +152,13 @@ del _run
 
 
 def boot_source(lib, *, romfs=None, board=True, run=("boot.py", "main.py"), here="",
-                preload=None, names=None):
+                preload=None):
     """The unix port's -c program: sys.path as the port sets it (here: the folder the firmware's
     files are in, '' the current one as on a board; lib: the board's /lib), the ROMFS partition
-    file `romfs` mounted at /rom (None: no ROM partition), the board shims, the module `preload`
-    imported and weighed after the firmware's names (the file `names`, one a line: see
-    _PRELOAD and mpy_qstrs), then the scripts `run`, in order."""
+    file `romfs` mounted at /rom (None: no ROM partition), the board shims, then the scripts
+    `run`, in order. preload: (module, firmware names file, its own names file): the module is
+    imported and weighed, after the firmware's names and with its own (files of one name a
+    line, see mpy_qstrs and _PRELOAD)."""
     path = [here, ".frozen"]
     if romfs is not None:
         path += ["/rom", "/rom/lib"]
@@ -160,7 +169,9 @@ def boot_source(lib, *, romfs=None, board=True, run=("boot.py", "main.py"), here
     if board:
         parts.append(_BOARD)
     if preload:
-        parts.append(_PRELOAD % {"module": preload, "names": str(names)})
+        module, names, own_names = preload
+        parts.append(_PRELOAD % {"module": module, "names": str(names),
+                                 "own_names": str(own_names)})
     parts.append(_RUN % {"run": list(run)})
     return "".join(parts)
 

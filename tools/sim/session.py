@@ -272,6 +272,7 @@ class BoardModel:
         self._tasks = set()
         self._read = asyncio.Event()
         self._receipt_no = 0
+        self._paper_entries = []  # a job's paper, an entry a line, until its paper_report
         self._pin_entry = False  # digits now go to the PIN prompt, as far as the sim can tell
 
     async def start(self):
@@ -353,8 +354,11 @@ class BoardModel:
             if "fb" in msg:
                 self.framebuffer = base64.b64decode(msg["fb"])
             self.events.emit("display", lines=self.lines)
+        if "paper_entry" in msg:
+            self._paper_entries.append(msg["paper_entry"])
         if "paper_report" in msg:
-            self._paper(msg["paper_report"], msg.get("job"), bool(msg.get("ok")))
+            entries, self._paper_entries = self._paper_entries, []
+            self._paper(entries + list(msg["paper_report"]), msg.get("job"), bool(msg.get("ok")))
         if "card_read" in msg:
             self.field = None
             self._read.set()
@@ -523,33 +527,43 @@ class Firmware:
         return self.proc is not None and self.proc.returncode is None
 
 
-def firmware_names(image, config):
-    """The names (qstrs) the firmware's compiled modules in the folder `image` intern, one a
-    line: firmware/, drivers/ and boards/common, less the modules that the settings `config`
-    leave unloaded (the other reader's driver, Wi-Fi and NTP when unset)."""
+def loaded_modules(image, config):
+    """The compiled modules of the folder `image` that the simulated board loads with the
+    settings `config`, as (the firmware's, the simulation's own) lists of paths: the other
+    reader's driver and model, and Wi-Fi and NTP when unset, are left out."""
     from firmware.settings import DEFAULTS
-    from tools.boardboot import mpy_qstrs
 
     def setting(name):
         return config.get(name, DEFAULTS[name])
 
-    unused = {"boards/sim", "drivers/mfrc522" if setting("reader") != "rc522" else "drivers/pn532"}
-    if setting("reader") == "rc522":
-        unused.add("drivers/emv")
+    rc522 = setting("reader") == "rc522"
+    unused = {"drivers/pn532", "drivers/emv", "tools/models/pn532"} if rc522 else {
+        "drivers/mfrc522", "tools/models/mfrc522"}
     if not setting("wifi_ssid"):
-        unused.add("firmware/wifi")
+        unused |= {"firmware/wifi", "tools/models/wlan"}
     if not setting("ntp_host"):
         unused.add("firmware/sntp")
-    seen, names = set(), []
-    for package in ("firmware", "drivers", "boards"):
+    firmware, own = [], []
+    for package in ("firmware", "drivers", "boards", "tools", "tools/models"):
         for path in sorted((Path(image) / package).glob("*.mpy")):
-            if "%s/%s" % (package, path.stem) in unused:
-                continue
-            for name in mpy_qstrs(path):
-                if name not in seen:
-                    seen.add(name)
-                    names.append(name + "\n")
-    return "".join(names)
+            name = "%s/%s" % (package, path.stem)
+            if name not in unused:
+                (own if package.startswith("tools") or name == "boards/sim" else firmware
+                 ).append(path)
+    return firmware, own
+
+
+def qstr_lines(modules, skip=()):
+    """The names (qstrs) the .mpy files `modules` intern, one a line, those in skip left out."""
+    from tools.boardboot import mpy_qstrs
+
+    seen, lines = set(skip), []
+    for path in modules:
+        for name in mpy_qstrs(path):
+            if name not in seen:
+                seen.add(name)
+                lines.append(name + "\n")
+    return "".join(lines)
 
 
 class SimSession:
@@ -665,11 +679,15 @@ class SimSession:
             main_path, here = image / "main.py", str(image)
         # Started the way the port starts a board (tools/boardboot.py); the sim's own profile
         # is imported first and weighed, so that the boot log can say what the firmware holds.
+        firmware, own = loaded_modules(image.with_name(image.name + ".rom") if rom else image,
+                                       config)
         names = self.out.resolve() / "firmware.qstrs"
-        names.write_text(firmware_names(image.with_name(image.name + ".rom") if rom else image,
-                                        config))
+        names.write_text(qstr_lines(firmware))
+        own_names = self.out.resolve() / "sim.qstrs"
+        own_names.write_text(qstr_lines(own, skip=names.read_text().split()))
         boot = boot_source(str(self.out.resolve() / "lib"), romfs=rom, board=False,
-                           run=[str(main_path)], here=here, preload="boards.sim", names=names)
+                           run=[str(main_path)], here=here,
+                           preload=("boards.sim", names, own_names))
         self.events.emit("config", settings=masked_settings(config), heapsize=heapsize,
                          code="source" if self.main else self.code)
         self.firmware = Firmware(self.events, env, self.out / "firmware.log", heapsize,
