@@ -9,7 +9,15 @@ of that code stays in the heap beside the runtime (docs/architecture.md, "Memory
 import gc
 import sys
 
+from micropython import const
+
 from firmware import settings as settings_mod
+
+# Collect after every 8 KB allocated (MicroPython collects only when the heap is full): then the
+# garbage of the moment is freed where it lies and the next allocations fill those holes, instead
+# of objects that live on being strewn over the whole heap, which fragments it. A collection takes
+# a few ms; the smallest heap a purchase needs drops by about 8 KB on 32 bits (make bench-heap).
+_COLLECT_EVERY = const(8192)
 
 # Imported only to boot: dropped once the board is built (the board profile stays, the runtime
 # calls its set_clock). boards.common keeps its Board class alive through the board.
@@ -46,6 +54,8 @@ def load_settings(root, overrides=None, device_id=None):
 def start(name=None):
     """The board and its settings, from the profile `name` (default board_name()); then the
     start-up modules are dropped from sys.modules (see BOOT_ONLY)."""
+    if hasattr(gc, "threshold"):  # MicroPython's; CPython (tests) has its own collector
+        gc.threshold(_COLLECT_EVERY)
     profile = __import__("boards." + (name or board_name()), None, None, ["build"])
     root = profile.mount() if hasattr(profile, "mount") else ""
     overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
