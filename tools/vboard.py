@@ -1,6 +1,6 @@
 """Virtual board: the MicroPython unix port behind a TCP bridge, reachable like a board on USB.
 
-    python -m tools.vboard --dir DIR [--port 0] [--heapsize 400000] [--env NAME=VALUE ...]
+    python -m tools.vboard --dir DIR [--port 0] [--romfs-kb 256] [--heapsize N] [--env NAME=VALUE]
 
 It prints `socket://127.0.0.1:PORT` and serves until stopped. Then
 
@@ -10,6 +10,12 @@ reaches its raw REPL as it would a board's, so the real deploy and provisioning 
 mpremote itself) are tested without a board. It behaves as an ESP32 running MicroPython does:
 - DIR is the board's filesystem: the process runs in it, `:file` paths of mpremote land in it,
   and its `lib/` is on sys.path (where `mpremote mip install` puts packages);
+- it has a ROM partition (--romfs-kb, default the DevKitC's in tools/partitions.py; 0: none, as
+  a stock MicroPython image): the file DIR.romfs-partition beside DIR, erased (0xFF) when made or
+  resized and kept across resets as flash is. `vfs.rom_ioctl` answers as the ESP32 port does,
+  so `mpremote romfs deploy` writes it, and a valid image in it is mounted at /rom at boot, with
+  sys.path as the port sets it (tools/boardboot.py). The unix port cannot map a file: the
+  partition's bytes are read into the heap, which grows by their size unless --heapsize is given;
 - at power on and after every reset it runs boot.py, then main.py, then the REPL;
 - Ctrl-C interrupts main.py (the terminal's line discipline turns it into KeyboardInterrupt);
 - `machine.reset()` (what `mpremote reset` runs) and a soft reset (Ctrl-D) restart the process:
@@ -32,76 +38,46 @@ import termios
 import time
 from pathlib import Path
 
+from tools import boardboot, partitions
+
 REPO = Path(__file__).resolve().parents[1]
 MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
 # The simulated board's heap (firmware, drivers and the chip models: tools/sim/session.py has
 # 400 000), plus what the virtual board adds: its boot shims, main.py compiled from source and
-# the REPL. At 400 000 the printer model's buffers no longer fit after a purchase.
+# the REPL. At 400 000 the printer model's buffers no longer fit after a purchase. A ROM
+# partition's bytes come on top (see romfs_kb).
 DEFAULT_HEAPSIZE = 420000
+# The ROM partition an ESP32 DevKitC gets from our table (tools/partitions.py).
+DEFAULT_ROMFS_KB = next(p.size for p in partitions.layout("esp32_devkitc")
+                        if p.name == partitions.ROMFS_LABEL) // 1024
+# The port's partition is a block device of 4 KB blocks (ports/esp32/esp32_partition.c).
+ROM_BLOCK = 4096
 # A board that resets this often in a row is crash-looping: it goes on (a board does), but a
 # second apart, so a client can still break in with Ctrl-C and mend it.
 QUICK_RESETS = 5
 
-# What runs first in the process: the board's reset vector. `machine.reset()` ends the process
-# (the bridge starts a new one); then boot.py and main.py, as the ESP32 port's startup does.
-_BOOT = """
-import sys
-sys.path[:] = ['', '.frozen', %(lib)r]
-def _shim(mod, **replace):
-    # A copy of a built-in module with some functions replaced (built-ins take no attributes).
-    class _Shim:
-        pass
-    shim = _Shim()
-    for k in dir(mod):
-        if not k.startswith('__'):
-            setattr(shim, k, getattr(mod, k))
-    for k in replace:
-        setattr(shim, k, replace[k])
-    return shim
-def _reset():
-    raise SystemExit(0)
-try:
-    import machine as _m
-    sys.modules['machine'] = _shim(_m, reset=_reset, soft_reset=_reset)
-    del _m
-except ImportError:
-    pass
-# On the board, '' names the current folder (littlefs joins it to the cwd), and mpremote relies
-# on it (`cp -r dir :`); the unix port's POSIX calls refuse it.
-import os as _os
-def _here(f):
-    return lambda p='.', *a: f(p or '.', *a)
-sys.modules['os'] = _shim(_os, stat=_here(_os.stat), listdir=_here(_os.listdir),
-                          ilistdir=_here(_os.ilistdir))
-del _os, _here, _reset, _shim
-def _run(name):
-    try:
-        f = open(name)
-    except OSError:
-        return
-    code = f.read()
-    f.close()
-    try:
-        exec(code, {'__name__': '__main__'})
-    except KeyboardInterrupt:
-        pass
-    except SystemExit:
-        raise
-    except Exception as e:
-        sys.print_exception(e)
-_run('boot.py')
-_run('main.py')
-del _run
-"""
+
+def partition_path(folder):
+    """The ROM partition's file: beside the board's folder, which is its filesystem."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".romfs-partition")
 
 
 class VirtualBoard:
     """The board process and its serial line (a pseudo-terminal), bridged to one TCP client."""
 
-    def __init__(self, folder, heapsize=DEFAULT_HEAPSIZE, env=None, log=None, port=0):
+    def __init__(self, folder, heapsize=None, env=None, log=None, port=0,
+                 romfs_kb=DEFAULT_ROMFS_KB):
+        """heapsize: the unix port's -X heapsize (None: DEFAULT_HEAPSIZE plus the partition);
+        romfs_kb: the ROM partition's size, a multiple of 4 KB blocks (0: no ROM partition)."""
+        if romfs_kb < 0 or romfs_kb * 1024 % ROM_BLOCK:
+            raise ValueError("the ROM partition is made of 4 KB blocks: --romfs-kb %d" % romfs_kb)
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.heapsize = heapsize
+        self.romfs = partition_path(self.folder) if romfs_kb else None
+        if self.romfs is not None:
+            boardboot.blank_partition(self.romfs, romfs_kb * 1024)
+        self.heapsize = DEFAULT_HEAPSIZE + romfs_kb * 1024 if heapsize is None else heapsize
         self.env = dict(env or {})
         self.log = open(log, "ab") if log else None
         self.listener = socket.create_server(("127.0.0.1", port))
@@ -131,7 +107,7 @@ class VirtualBoard:
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         env = dict(os.environ)
         env.update(self.env)
-        boot = _BOOT % {"lib": str(self.folder / "lib")}
+        boot = boardboot.boot_source(str(self.folder / "lib"), romfs=self.romfs)
         self.proc = subprocess.Popen(
             [str(MICROPYTHON), "-X", "heapsize=%d" % self.heapsize, "-i", "-c", boot],
             cwd=str(self.folder), env=env, stdin=slave, stdout=slave, stderr=slave,
@@ -192,6 +168,8 @@ class VirtualBoard:
                     self.client = conn
                     self.selector.register(conn, selectors.EVENT_READ, "client")
                 elif key.data == "client":
+                    if key.fileobj is not self.client:
+                        continue  # dropped earlier in this batch (a failed send, a new client)
                     try:
                         data = self.client.recv(4096)
                     except OSError:
@@ -259,7 +237,12 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--dir", required=True, help="the board's filesystem (a folder)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free one)")
-    parser.add_argument("--heapsize", type=int, default=DEFAULT_HEAPSIZE)
+    parser.add_argument("--romfs-kb", type=int, default=DEFAULT_ROMFS_KB,
+                        help="ROM partition size in KB, a multiple of 4 (default %(default)s, "
+                             "the ESP32 DevKitC's; 0: no ROM partition)")
+    parser.add_argument("--heapsize", type=int, default=None,
+                        help="heap in bytes (default %d plus the ROM partition's size)"
+                             % DEFAULT_HEAPSIZE)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the board process (e.g. POS_SIM_LINK=...)")
     parser.add_argument("--log", help="append everything the board prints to this file")
@@ -270,7 +253,10 @@ def main(argv=None):
         if not sep or not name:
             parser.error("--env wants NAME=VALUE, got %r" % item)
         env[name] = value
-    board = VirtualBoard(args.dir, args.heapsize, env, args.log, args.port)
+    try:
+        board = VirtualBoard(args.dir, args.heapsize, env, args.log, args.port, args.romfs_kb)
+    except ValueError as e:
+        parser.error(str(e))
     signal.signal(signal.SIGTERM, lambda *_: setattr(board, "stopped", True))
     print(board.url, flush=True)
     try:
