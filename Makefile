@@ -28,7 +28,7 @@ SEEDS ?= 1000
 INPUTS ?= 100000
 
 .PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
-	flash deploy dev provision vboard check-port certs firmware
+	flash deploy romfs dev provision vboard check-port certs firmware
 
 all: test
 
@@ -88,8 +88,16 @@ firmware: $(VENV)/.installed
 build: $(VENV)/.installed
 	$(PY) -m tools.build --board $(BOARD) $(if $(ARCH),--arch $(ARCH))
 
-deploy: build check-port
-	$(PY) -m tools.deploy --port $(PORT) --image build/$(BOARD)
+# The packages as a ROMFS image, build/BOARD.romfs, beside boot.py and main.py in build/BOARD/
+# (docs/romfs.md).
+romfs: $(VENV)/.installed
+	$(PY) -m tools.build --board $(BOARD) --romfs $(if $(ARCH),--arch $(ARCH))
+
+# Where the code goes: romfs (the ROM partition), files (.mpy on the filesystem), frozen (in the
+# MicroPython image: boot.py and main.py only), or auto: asks the board, then builds what it needs.
+CODE ?= auto
+deploy: $(VENV)/.installed check-port
+	$(PY) -m tools.deploy --port $(PORT) --board $(BOARD) --code $(CODE) $(if $(ARCH),--arch $(ARCH))
 
 dev: $(VENV)/.installed check-port
 	$(PY) -m tools.deploy --port $(PORT) --dev

@@ -2,6 +2,10 @@
 deployed copy, all through the real commands (python -m tools.build / deploy / provision, which
 run mpremote) against the MicroPython unix port behind tools/vboard.py's TCP bridge.
 
+The code goes the default way, into the board's ROM partition as a ROMFS image, and the board
+runs it from /rom. Beside it, a board with no ROM partition (a stock MicroPython) refuses that
+way and takes the code as .mpy files on its filesystem instead.
+
 The deployed firmware runs the `sim` board profile: its peripherals are the chip models, driven
 by the sim's board link (tools/sim/session.py BoardModel), and its flash is the board's folder.
 """
@@ -14,8 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from firmware import keystore
 from tools import deploy as deploy_mod
@@ -38,12 +40,14 @@ def _tool(*args, timeout=120):
 class _VBoard:
     """The vboard process, shaped as SimSession's firmware (running, power_cut)."""
 
-    def __init__(self, folder, link_port, log):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.vboard", "--dir", str(folder), "--log", str(log),
-             "--env", "POS_SIM_LINK=%d" % link_port, "--env", "POS_FLASH=.",
-             "--env", "POS_DEVICE_ID=" + DEVICE_ID],
-            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    def __init__(self, folder, log, link_port=None, romfs_kb=None):
+        cmd = [sys.executable, "-m", "tools.vboard", "--dir", str(folder), "--log", str(log),
+               "--env", "POS_FLASH=.", "--env", "POS_DEVICE_ID=" + DEVICE_ID]
+        if link_port is not None:
+            cmd += ["--env", "POS_SIM_LINK=%d" % link_port]
+        if romfs_kb is not None:
+            cmd += ["--romfs-kb", str(romfs_kb)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
         self.url = self.proc.stdout.readline().strip()
 
     @property
@@ -66,11 +70,49 @@ class _Counter(SimSession):
         await self.host.start()
         self.board = BoardModel(self.events, self.out / "receipts")
         await self.board.start()
-        self.firmware = _VBoard(self.out / "board", self.board.port, self.out / "console.log")
+        self.firmware = _VBoard(self.out / "board", self.out / "console.log", self.board.port)
 
 
 def _in_thread(fn, *args, **kw):
     return asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
+
+
+def _stale_code(board_dir):
+    """What an older deploy of .mpy files left: a module that must not be imported."""
+    (board_dir / "firmware").mkdir(parents=True, exist_ok=True)
+    (board_dir / "firmware" / "stale.py").write_text("raise ImportError\n")
+
+
+async def _without_rom_partition(tmp, files_image, romfs_image, figures):
+    """A board whose MicroPython has no ROM partition: CODE=romfs is refused with the fix, and
+    the default falls back to .mpy files on its filesystem, with a warning."""
+    board_dir = tmp / "bare"
+    _stale_code(board_dir)
+    bare = _VBoard(board_dir, tmp / "bare.log", romfs_kb=0)
+    try:
+        assert not (tmp / "bare.romfs-partition").exists()
+        refused = await _in_thread(_tool, "tools.deploy", "--port", bare.url, "--image",
+                                   str(romfs_image), "--code", "romfs", "--log-seconds", "0")
+        assert refused.returncode == 2
+        error = refused.stderr.strip()
+        assert "\n" not in error and "no ROM partition" in error, error
+        assert "docs/romfs.md" in error and "make flash" in error and "CODE=files" in error
+        assert (board_dir / "firmware" / "stale.py").exists()  # refused before touching it
+        t0 = time.monotonic()
+        auto = await _in_thread(_tool, "tools.deploy", "--port", bare.url, "--image",
+                                str(files_image), "--log-seconds", "0")
+        figures["files_deploy_s"] = time.monotonic() - t0
+        assert auto.returncode == 0, auto.stderr + auto.stdout
+        assert "deploy: warning: the board has no ROM partition" in auto.stdout
+        n_files = sum(1 for p in files_image.rglob("*") if p.is_file())
+        assert "deploy: %d files copied, 0 up to date, 1 stale removed" % n_files in auto.stdout
+        assert "imports firmware from firmware (.mpy files on its filesystem)" in auto.stdout
+        for p in files_image.rglob("*"):
+            if p.is_file():
+                assert (board_dir / p.relative_to(files_image)).read_bytes() == p.read_bytes()
+        assert not (board_dir / "firmware" / "stale.py").exists()
+    finally:
+        await bare.power_cut()
 
 
 async def _maker_path(tmp):
@@ -79,32 +121,48 @@ async def _maker_path(tmp):
     counter.events = EventLog(tmp / "events.jsonl")
     await counter.start()
     board_dir = tmp / "board"
+    partition = tmp / "board.romfs-partition"
     url = counter.firmware.url
+    bare = None
     try:
         assert url.startswith("socket://127.0.0.1:")
-        # 1. build: the real command, with its size table.
-        image = tmp / "image"
-        built = await _in_thread(_tool, "tools.build", "--board", "sim", "--out", str(image))
+        # The ROM partition is a file beside the board's folder (its filesystem), erased.
+        assert partition.stat().st_size == 256 * 1024
+        # 1. build: the real command, with its size table; --romfs as make deploy does for a
+        # board with a ROM partition, and .mpy files for the board without one.
+        image, files_image = tmp / "image", tmp / "files"
+        built, built_files = await asyncio.gather(
+            _in_thread(_tool, "tools.build", "--board", "sim", "--romfs", "--out", str(image)),
+            _in_thread(_tool, "tools.build", "--board", "sim", "--out", str(files_image)))
         assert built.returncode == 0, built.stderr
+        assert built_files.returncode == 0, built_files.stderr
         total = re.search(r"^total\s+(\d+)\s+(\d+)$", built.stdout, re.M)
         assert total and int(total.group(2)) > 0
-        assert "firmware/core.py" in built.stdout
+        assert "firmware/core.py" in built.stdout and "ROMFS image image.romfs" in built.stdout
+        romfs = (tmp / "image.romfs").read_bytes()
+        assert sorted(p.name for p in image.iterdir()) == ["boot.py", "main.py"]
+        bare = asyncio.ensure_future(_without_rom_partition(tmp, files_image, image, figures))
 
-        # 2. deploy, full: every file, no reset yet (nothing to run without settings).
-        (board_dir / "firmware").mkdir(parents=True, exist_ok=True)
-        (board_dir / "firmware" / "stale.py").write_text("raise ImportError\n")
+        # 2. deploy, full, the default way: the image into the ROM partition, boot.py and
+        # main.py on the filesystem, and the firmware/ an older deploy left removed whole (it
+        # would hide /rom). Then the reset and the check of where firmware comes from.
+        _stale_code(board_dir)
         t0 = time.monotonic()
         full = await _in_thread(_tool, "tools.deploy", "--port", url, "--image", str(image),
                                 "--log-seconds", "0")
         figures["full_deploy_s"] = time.monotonic() - t0
         assert full.returncode == 0, full.stderr + full.stdout
-        n_files = sum(1 for p in image.rglob("*") if p.is_file())
-        assert "deploy: %d files copied, 0 up to date, 1 stale removed" % n_files in full.stdout
+        assert "deploy: ROMFS image written" in full.stdout
+        assert "deploy: 2 files copied, 0 up to date, 1 stale removed" in full.stdout
+        assert "removed from the filesystem, where they would hide the code: firmware/" \
+            in full.stdout
+        assert "code romfs: the board imports firmware from /rom/firmware" in full.stdout
         assert "no micropython-lib packages" in full.stdout
-        for p in image.rglob("*"):
-            if p.is_file():
-                assert (board_dir / p.relative_to(image)).read_bytes() == p.read_bytes()
-        assert not (board_dir / "firmware" / "stale.py").exists()
+        assert "warning" not in full.stdout
+        assert partition.read_bytes()[:len(romfs)] == romfs
+        assert sorted(p.name for p in board_dir.iterdir() if p.suffix == ".py") == [
+            "boot.py", "main.py"]
+        assert not (board_dir / "firmware").exists()
 
         # 3. provision: settings from a local file, validated, written atomically.
         values = json.loads((REPO / "provision.template.json").read_text())
@@ -129,16 +187,18 @@ async def _maker_path(tmp):
             assert keystore.unwrap(kek, bytes.fromhex(written[name][2:])).hex().upper() == \
                 values[name].upper()
 
-        # 4. deploy again after one module changed: only that file goes; then the reset and
-        # the boot log, which shows the firmware booting with the new settings.
+        # 4. deploy again after main.py changed: only that file goes, the partition is not
+        # rewritten (the board's image hashes the same); then the boot log, which shows the
+        # firmware booting from /rom with the new settings.
         (image / "main.py").write_text((image / "main.py").read_text() + "\n# changed\n")
         t0 = time.monotonic()
         again = await _in_thread(_tool, "tools.deploy", "--port", url, "--image", str(image),
                                  "--log-seconds", "30", "--until", "boot: batch")
         figures["incremental_deploy_s"] = time.monotonic() - t0
         assert again.returncode == 0, again.stderr + again.stdout
-        assert "deploy: 1 files copied, %d up to date, 0 stale removed" % (n_files - 1) \
-            in again.stdout
+        assert "ROMFS image already on the board, not rewritten" in again.stdout
+        assert "deploy: 1 files copied, 1 up to date, 0 stale removed" in again.stdout
+        assert "code romfs: the board imports firmware from /rom/firmware" in again.stdout
         assert "boot: batch" in again.stdout, again.stdout
         # The board unwrapped them (the purchase below is approved: its MAC key is right).
         clear = re.search(r"keys stored in clear \(([^)]*)\)", again.stdout)
@@ -172,7 +232,11 @@ async def _maker_path(tmp):
             dev.terminate()
             dev.wait(10)
         assert "boot: batch 1 next stan 2" in dev.stdout.read().decode()
+        await bare
     finally:
+        if bare is not None and not bare.done():
+            bare.cancel()
+            await asyncio.gather(bare, return_exceptions=True)
         await counter.stop()
     ledger = json.loads((tmp / "ledger.json").read_text())
     approved = [t for t in ledger if t["rc"] == "00"]
@@ -188,44 +252,7 @@ async def _maker_path(tmp):
 
 def test_build_deploy_provision_and_a_purchase_on_the_virtual_board(tmp_path):
     figures = asyncio.run(_maker_path(tmp_path))
-    print("virtual board: full deploy %.1f s, incremental %.1f s (with the boot log)" % (
-        figures["full_deploy_s"], figures["incremental_deploy_s"]))
-
-
-def test_deploy_plan_copies_only_what_differs(tmp_path):
-    image = tmp_path / "image"
-    (image / "firmware").mkdir(parents=True)
-    (image / "main.py").write_text("main\n")
-    (image / "firmware" / "core.mpy").write_bytes(b"M\x06core")
-    (image / "firmware" / "app.mpy").write_bytes(b"M\x06app")
-    folders, files = deploy_mod.image_manifest(image)
-    assert folders == ["firmware"]
-    on_board = dict(files)
-    on_board["firmware/app.mpy"] = "0" * 64  # changed
-    on_board["firmware/old.py"] = "1" * 64  # left by an older image
-    del on_board["main.py"]  # missing
-    answer = "d firmware\n" + "".join("f %s %s\n" % kv for kv in on_board.items())
-    make, copy, stale, fresh = deploy_mod.plan(image, *deploy_mod.parse_manifest(answer))
-    assert make == [] and sorted(copy) == ["firmware/app.mpy", "main.py"]
-    assert stale == ["firmware/old.py"] and fresh == ["firmware/core.mpy"]
-    cmd = deploy_mod.sync_commands("socket://x:1", image, make, copy, stale)
-    assert cmd[:6] == [sys.executable, "-m", "mpremote", "connect", "socket://x:1", "resume"]
-    assert cmd.count("+") == 2 and cmd[-3:] == ["fs", "rm", ":firmware/old.py"]
-    # A fresh board: the folder is made before anything is copied into it.
-    make, copy, stale, fresh = deploy_mod.plan(image, set(), {})
-    assert make == ["firmware"] and len(copy) == 3
-    cmd = deploy_mod.sync_commands("p", image, make, copy, stale)
-    assert cmd.index(":firmware") < cmd.index(":firmware/app.mpy")
-
-
-def test_deploy_refuses_an_unbuilt_image_and_bad_package_json(tmp_path, capsys):
-    assert deploy_mod.main(["--port", "socket://127.0.0.1:9", "--image", str(tmp_path)]) == 2
-    assert "make build" in capsys.readouterr().err
-    bad = tmp_path / "package.json"
-    bad.write_text(json.dumps({"deps": ["aioble"]}))
-    with pytest.raises(deploy_mod.DeployError, match="deps"):
-        deploy_mod.package_deps(bad)
-
-
-def test_the_firmware_needs_no_micropython_lib_package():
-    assert deploy_mod.package_deps(REPO / "package.json") == []
+    print("virtual board: full ROMFS deploy %.1f s, incremental %.1f s (with the boot log), "
+          ".mpy files deploy %.1f s" % (figures["full_deploy_s"],
+                                        figures["incremental_deploy_s"],
+                                        figures["files_deploy_s"]))
