@@ -10,22 +10,42 @@ import sys
 
 
 def main():
-    from firmware import startup
+    try:
+        from firmware import startup
 
-    board, settings = startup.start()
-    del startup  # its last reference: start() took it out of sys.modules
-    from firmware import app
+        board, settings = startup.start()
+        del startup  # its last reference: start() took it out of sys.modules
+        from firmware import app
 
-    app.run(board, settings)
+        runtime = app.Runtime(board, settings)
+    except MemoryError as e:
+        return out_of_memory(e)
+    app.run(runtime)
 
 
-def crashed(exc):
+def log(exc):
     sys.print_exception(exc)
     try:
         with open("crash.log", "a") as f:
             sys.print_exception(exc, f)
     except OSError:
         pass
+
+
+def out_of_memory(exc):
+    """The code does not fit the heap: a reset would fail the same way, so say so and wait (the
+    REPL's Ctrl-C still reaches the board, to deploy it as ROMFS)."""
+    log(exc)
+    print("memory: the firmware does not fit the heap; deploy the code as ROMFS "
+          "(make deploy CODE=romfs, docs/romfs.md)")
+    import time
+
+    while True:
+        time.sleep(60)
+
+
+def crashed(exc):
+    log(exc)
     try:
         import machine
 

@@ -55,6 +55,25 @@ def buses(settings, pins=PINS):
             "reader_rst": Pin(p["reader_rst"], Pin.OUT, value=1)}
 
 
+# What Wi-Fi and one TLS session need of the IDF's heap, beside MicroPython's (the figure the
+# ESP32 port's heap sizing leaves them: MicroPython PR 13219).
+IDF_RESERVE = 40 * 1024
+
+
+def free_heap():
+    """Heap the firmware may still use. gc.mem_free() counts, besides the free bytes of the GC
+    heap, the largest free block of the IDF's heap, which the GC heap grows into when it runs
+    short (the ESP32 port's split heap); of that, what Wi-Fi and TLS need is not ours."""
+    import gc
+
+    import esp32
+
+    regions = esp32.idf_heap_info(esp32.HEAP_DATA)  # (total, free, largest free block, min)
+    largest = max(region[2] for region in regions)
+    idf_free = sum(region[1] for region in regions)
+    return gc.mem_free() - largest + max(0, min(largest, idf_free - IDF_RESERVE))
+
+
 def set_clock(unix_seconds):
     """The RTC to UTC from NTP. RTC.datetime wants (y, m, d, weekday, h, min, s, subseconds);
     firmware.app.calendar knows the port's epoch (2000 on the ESP32)."""
@@ -71,6 +90,7 @@ def build(settings, pins=PINS):
 
     board = assemble(settings, root="", **buses(settings, pins))
     board.set_clock = set_clock
+    board.free_heap = free_heap
     if settings["wifi_ssid"]:
         import network
 

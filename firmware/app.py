@@ -14,8 +14,12 @@ import errno
 import gc
 import os
 import struct
+import sys
 import time
 
+from micropython import const
+
+from firmware import screens
 from firmware.core import Terminal
 from firmware.journal import Journal
 
@@ -46,6 +50,11 @@ _NOT_CONNECTED = tuple(getattr(errno, name) for name in
 _BACKGROUND = ("reversal", "advice")
 _ENTRY = ("amount", "pin")
 _MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
+# Heap a purchase over TLS needs beyond the idle terminal's, fragmentation included: the
+# smallest heap three purchases pass in, less the idle live heap, on 32 bits (make bench-heap),
+# rounded up. Objects on a 64-bit port are up to twice as large.
+_PURCHASE_HEAP = const(16384)
+_WORD_SCALE = 2 if sys.maxsize > 1 << 32 else 1
 # NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
 # second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
 # doubled per failure up to 10 minutes: nothing waits for it (receipts carry the RTC's time).
@@ -349,6 +358,8 @@ class Runtime:
             return
         try:
             await wait_for_ms(printer.print_text(text), self.settings["print_timeout_ms"])
+        except MemoryError:
+            raise  # the heap, not the printer: fatal (see run)
         except Exception as e:  # noqa: BLE001 - paper out, cover open, printer silent
             self.log("printer: %r" % e)
             self.dispatch(("print_failed", job, True))
@@ -401,10 +412,31 @@ class Runtime:
             # 20 ms granularity is far below any timeout the core sets (seconds).
             await sleep_ms(20)
 
+    def heap_short(self):
+        """How many bytes the free heap lacks for a purchase (0: enough). The board's
+        free_heap() where it has one (the ESP32's counts what the heap can still grow into,
+        less what Wi-Fi and TLS need), else gc.mem_free()."""
+        free_heap = getattr(self.board, "free_heap", None) or getattr(gc, "mem_free", None)
+        if free_heap is None:
+            return 0  # CPython, in tests: no heap of its own to run out of
+        gc.collect()
+        return max(0, _PURCHASE_HEAP * _WORD_SCALE - free_heap())
+
     async def run(self):
         start = getattr(self.board, "start", None)
         if start:
             await start()
+        short = self.heap_short()
+        if short:
+            # A MemoryError mid-purchase and a reset loop would follow: say so, and wait.
+            in_flash = code_in_flash()
+            self.log("memory: %d bytes short of the heap a purchase needs; %s" % (short, (
+                "the code runs from flash already: this board needs more RAM (PSRAM)"
+                if in_flash else "deploy the code as ROMFS (make deploy CODE=romfs, "
+                "docs/romfs.md)")))
+            self.board.display.show(screens.no_memory(in_flash))
+            while True:
+                await sleep_ms(60000)
         for record in self.journal.replay():
             self.terminal.restore(record)
         if self.journal.torn:
@@ -427,11 +459,22 @@ class Runtime:
         await self.clock()
         for task in tasks:
             task.cancel()
+        if isinstance(self.fatal, MemoryError):
+            # Not paper, not the host: the heap. The reset clears it, and boot recovery finishes
+            # what was in flight (a receipt cut off prints again, marked REPRINT).
+            self.log("memory: out of memory (%s); restarting" % self.fatal)
+            self.board.display.show(screens.out_of_memory())
         raise self.fatal
 
 
-def run(board, settings):
-    asyncio.run(Runtime(board, settings).run())
+def run(runtime):
+    asyncio.run(runtime.run())
+
+
+def code_in_flash():
+    """The firmware runs from flash (a ROMFS at /rom, or frozen into the MicroPython image),
+    not from .mpy files that importing copied into the heap."""
+    return __file__.startswith(("/rom/", ".frozen"))
 
 
 def _errno(e):

@@ -102,5 +102,17 @@ def paper_out(waiting):
     return _fit(["PAPER OUT", "", "Load paper", "%d receipt(s)" % waiting, "will print"])
 
 
+def no_memory(code_in_flash):
+    """At boot, when the free heap is short of what a purchase needs (firmware/app.py), with
+    the fix: the code out of the heap, or a board with more RAM when it is out already."""
+    fix = ["Use a board", "with PSRAM"] if code_in_flash else [
+        "Deploy the code", "as ROMFS:", "make deploy", "CODE=romfs"]
+    return _fit(["NOT ENOUGH", "MEMORY", ""] + fix)
+
+
+def out_of_memory():
+    return _fit(["OUT OF MEMORY", "", "Restarting..."])
+
+
 def message(*lines):
     return _fit(list(lines))

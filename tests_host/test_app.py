@@ -162,3 +162,67 @@ def test_background_messages_wait_while_keys_are_typed():
 
     assert asyncio.run(scenario()) == []
     assert outcomes == [("unsent", "advice")]  # port 1: nothing listens
+
+
+class SilentLog:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, line):
+        self.lines.append(line)
+
+
+def test_short_heap_at_boot_says_so_and_waits():
+    # A board that cannot hold a purchase's heap would end in a MemoryError mid-purchase and a
+    # reset loop: it shows why, and the fix, and waits without booting the terminal.
+    board = Board("shortheap", "")
+    board.free_heap = lambda: 1000
+    board.log = SilentLog()
+    runtime = app.Runtime(board, _settings())
+
+    async def scenario():
+        task = asyncio.create_task(runtime.run())
+        await app.sleep_ms(200)
+        alive = not task.done()
+        task.cancel()
+        return alive
+
+    assert asyncio.run(scenario())
+    assert board.display.screens[-1][:2] == ["NOT ENOUGH", "MEMORY"]
+    assert "Deploy the code" in board.display.screens[-1] or app.code_in_flash()
+    assert [line for line in board.log.lines if line.startswith("memory: ")]
+    assert runtime.terminal.status()["mode"] == "idle" and not runtime.journal.size
+
+
+class OutOfMemoryPrinter:
+    def paper_ok(self):
+        return True
+
+    async def print_text(self, text):
+        raise MemoryError("memory allocation failed, allocating 523 bytes")
+
+
+def test_memory_error_while_printing_is_not_paper_out():
+    # The heap, not the paper: the runtime stops (main.py resets the board, boot recovery prints
+    # the receipt again) and the cashier is not sent to change a roll that is there.
+    board = Board("oomprint", "")
+    board.printer = OutOfMemoryPrinter()
+    board.log = SilentLog()
+    runtime = app.Runtime(board, _settings())
+
+    async def scenario():
+        task = asyncio.create_task(runtime.run())
+        await app.sleep_ms(50)
+        runtime.spawn(runtime.print_job(1, "APPROVED\n"))
+        await task
+
+    try:
+        asyncio.run(scenario())
+    except MemoryError:
+        pass
+    else:
+        raise AssertionError("a MemoryError while printing did not stop the runtime")
+    assert not runtime.terminal.paper_out
+    assert board.display.screens[-1][0] == "OUT OF MEMORY"
+    assert not [s for s in board.display.screens if s[0] == "PAPER OUT"]
+    assert [line for line in board.log.lines if line.startswith("memory: out of memory")]
