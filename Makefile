@@ -4,17 +4,23 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The MicroPython unix port the simulated board, the portable tests and the benchmarks run on.
+# A 32-bit build measures the heap as an ESP32 has it: make bench MICROPYTHON=path/to/it.
 MICROPYTHON := $(VENV)/bin/micropython
 # An ESP32 without PSRAM gives MicroPython about 100 KB of heap. The unix port here is 64-bit:
 # its objects and GC blocks are twice the size of the ESP32's 32-bit ones (8-byte words, 32-byte
 # blocks), so 200 000 bytes here hold about what 100 000 hold on the chip.
 HEAP ?= 200000
-# The simulated board's process also holds the chip models: see tools/sim/session.py.
-SIM_HEAP ?= 400000
+# The simulated board's heap; empty: tools/sim's default (the firmware, the chip models, and with
+# the code in ROMFS the image's bytes, which the unix port holds in its heap).
+SIM_HEAP ?=
 SCENARIO ?=
 OUT ?= out/sim
 PORT ?= 8583
-PURCHASES ?= 200
+# Purchases for make bench (default 1000) and make bench-heap (default 3); CAMPAIGN=1 makes
+# bench-heap run a generated campaign with faults (tools/sim/gen.py) instead.
+PURCHASES ?=
+CAMPAIGN ?=
 ARCH ?=
 # The board profile (boards/*.py) that build, deploy and flash are for; `sim` is the virtual board.
 BOARD ?= esp32_devkitc
@@ -39,11 +45,12 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+SIM_ARGS = --micropython $(MICROPYTHON) $(if $(SIM_HEAP),--heapsize $(SIM_HEAP))
 sim: $(VENV)/.installed
 ifeq ($(SCENARIO),)
-	$(PY) -m tools.sim --heapsize $(SIM_HEAP)
+	$(PY) -m tools.sim $(SIM_ARGS)
 else
-	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) --heapsize $(SIM_HEAP)
+	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) $(SIM_ARGS)
 endif
 
 test: lint test-micropython test-cpython
@@ -57,11 +64,14 @@ test-cpython: $(VENV)/.installed
 host: $(VENV)/.installed
 	$(PY) -m tools.host --port $(PORT) --db host.db
 
+BENCH_ARGS = --micropython $(MICROPYTHON) $(if $(PURCHASES),--purchases $(PURCHASES))
 bench: $(VENV)/.installed
-	$(PY) -m tools.bench
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
+# The code as ROMFS, or CODE=mpy for .mpy files on the filesystem.
 bench-heap: $(VENV)/.installed
-	$(PY) -m tools.bench --min-heap --purchases $(PURCHASES)
+	$(PY) -m tools.bench --min-heap $(BENCH_ARGS) $(if $(CAMPAIGN),--campaign) \
+		--code $(if $(filter mpy files,$(CODE)),mpy,romfs)
 
 # --- a board on USB: flash MicroPython once, then build + deploy, provision (README, "Maker's path")
 check-port:
@@ -69,21 +79,26 @@ ifeq ($(PORT),8583)
 	$(error give the board's port: PORT=/dev/ttyUSB0 (or socket://127.0.0.1:$(VBOARD_PORT)))
 endif
 
+# FLASH_ARGS: more options for tools/flash.py, e.g. --no-romfs to keep the image's own partition
+# table (a frozen build or a micropython.org image: neither can mount a ROMFS).
+FLASH_ARGS ?=
 flash: $(VENV)/.installed check-port
 ifeq ($(FIRMWARE),)
 	$(error give the MicroPython image: FIRMWARE=path/to/ESP32_GENERIC-....bin)
 endif
-	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD)
+	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD) $(FLASH_ARGS)
 
 # MicroPython v1.28.0 with firmware/, drivers/ and BOARD's profiles frozen in
 # (boards/manifests/BOARD.py; docs/firmware.md), built with the ESP-IDF of IDF_PATH (its idf.py
 # on PATH: . $IDF_PATH/export.sh) or else Docker.
 # MICROPYTHON_SRC: a checkout at v1.28.0, cloned there if missing. VARIANT: MicroPython's
-# BOARD_VARIANT (SPIRAM_OCT for an S3 with octal PSRAM).
+# BOARD_VARIANT (SPIRAM_OCT for an S3 with octal PSRAM). ROMFS=1: nothing frozen, ROMFS on
+# instead, for make flash's romfs partition and make deploy CODE=romfs (docs/romfs.md).
 MICROPYTHON_SRC ?= out/micropython
 VARIANT ?=
+ROMFS ?=
 firmware: $(VENV)/.installed
-	$(PY) -m tools.firmware --board $(BOARD) --micropython $(MICROPYTHON_SRC) $(if $(VARIANT),--variant $(VARIANT))
+	$(PY) -m tools.firmware --board $(BOARD) --micropython $(MICROPYTHON_SRC) $(if $(VARIANT),--variant $(VARIANT)) $(if $(filter-out 0,$(ROMFS)),--romfs)
 
 build: $(VENV)/.installed
 	$(PY) -m tools.build --board $(BOARD) $(if $(ARCH),--arch $(ARCH))

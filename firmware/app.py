@@ -286,6 +286,8 @@ class Runtime:
             else:
                 response = await _read_frame(reader)
                 outcome = ("closed", kind) if response is None else ("rx", response)
+                if self.settings["heap_report"]:
+                    self.measure_heap(False)  # the TLS session and its buffers still live
             writer.close()
             if self.links.get(kind) is writer:
                 del self.links[kind]
@@ -364,6 +366,8 @@ class Runtime:
             self.log("printer: %r" % e)
             self.dispatch(("print_failed", job, True))
             return
+        if self.settings["heap_report"]:
+            self.measure_heap(False)  # the receipt's text still live
         self.dispatch(("printed", job))
 
     # ---- input and time -------------------------------------------------------------------

@@ -16,11 +16,11 @@ from drivers.display import TextDisplay  # noqa: E402 - after the path is set
 from drivers.keypad import Keypad  # noqa: E402
 from drivers.ssd1306 import SSD1306_I2C, SSD1306_SPI  # noqa: E402
 from firmware import screens  # noqa: E402
+from firmware.settings import DEFAULTS as SETTINGS  # noqa: E402 - what screens read
 from tools.models.bus import SimI2C, SimPin, SimSPI, VirtualClock  # noqa: E402
 from tools.models.keypad import KeypadMatrix  # noqa: E402
 from tools.models.ssd1306 import SSD1306  # noqa: E402
 
-SETTINGS = {"currency": "EUR", "merchant_name": "DEMO CAFE"}
 SPI_HZ = 8000000  # SSD1306 serial clock cycle >= 100 ns (10 MHz); 80 MHz / 10 on the ESP32
 I2C_HZ = 400000
 IDLE = {"recovering": False, "unprinted": 0, "reversals": 0, "queued": 0}
