@@ -1,6 +1,7 @@
 """The frozen build (make firmware) without ESP-IDF: each board's manifest evaluated as
 MicroPython's build evaluates it, against the image `make build` makes for that board; and
-tools/firmware.py's commands (--dry-run), builder choice, refusals and checkout check.
+tools/firmware.py's commands (--dry-run), builder choice, refusals and checkout check, for the
+frozen build and the ROMFS one (make firmware ROMFS=1: its generated board folder).
 
 The manifest API below follows MicroPython v1.28.0's docs/reference/manifest.rst and
 tools/manifestfile.py (freeze mode); MicroPython itself is not needed. The port's manifest is
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import build, firmware, flash
+from tools import build, firmware, flash, partitions
 
 ROOT = Path(__file__).resolve().parents[1]
 ESP32_BOARDS = sorted(flash.BOARDS)
@@ -263,8 +264,12 @@ def test_dry_run_with_a_local_idf(tmp_path, monkeypatch, bare_path, capsys):
         ["make", "-C", port] + make + ["submodules"],
         ["make", "-C", port] + make,
         ["cp", port + "/build-esp32_devkitc/firmware.bin", str(out / "esp32_devkitc-frozen.bin")],
+        # A frozen image cannot mount a ROMFS: it keeps its own table.
         ["#", "then:", "make", "flash", "PORT=/dev/ttyUSB0",
-         "FIRMWARE=" + str(out / "esp32_devkitc-frozen.bin"), "BOARD=esp32_devkitc"],
+         "FIRMWARE=" + str(out / "esp32_devkitc-frozen.bin"), "BOARD=esp32_devkitc",
+         "FLASH_ARGS=--no-romfs"],
+        ["#", "then:", "make", "deploy", "PORT=/dev/ttyUSB0", "BOARD=esp32_devkitc",
+         "CODE=frozen"],
     ]
     assert not src.exists() and not out.exists(), "a dry run makes nothing"
 
@@ -294,6 +299,7 @@ def test_dry_run_with_docker(tmp_path, monkeypatch, bare_path, capsys):
         "ports/esp32/build-esp32_s3_devkitc-SPIRAM_OCT/firmware.bin")
     assert lines[4][2] == str(ROOT / "build" / "firmware" / "esp32_s3_devkitc-frozen.bin")
     assert "FIRMWARE=build/firmware/esp32_s3_devkitc-frozen.bin" in lines[5]
+    assert not [cmd for cmd in lines if ":/board" in " ".join(cmd)], "no board folder mounted"
 
 
 def test_a_local_idf_is_preferred_to_docker(tmp_path, monkeypatch, bare_path, capsys):
@@ -391,8 +397,11 @@ def test_a_build_copies_the_image_and_prints_the_flash_line(tmp_path, monkeypatc
     assert status == 0, err
     assert [cmd[-1] for cmd in fake.commands][1] == "submodules"
     assert (out / "esp32_devkitc-frozen.bin").read_bytes() == image
-    assert text.splitlines()[-1] == ("next: make flash PORT=/dev/ttyUSB0 FIRMWARE=%s "
-                                     "BOARD=esp32_devkitc" % (out / "esp32_devkitc-frozen.bin"))
+    assert text.splitlines()[-2:] == [
+        "next: make flash PORT=/dev/ttyUSB0 FIRMWARE=%s BOARD=esp32_devkitc "
+        "FLASH_ARGS=--no-romfs" % (out / "esp32_devkitc-frozen.bin"),
+        "then: make deploy PORT=/dev/ttyUSB0 BOARD=esp32_devkitc CODE=frozen"]
+    assert not (out / "boards").exists()
 
 
 def test_an_image_for_another_chip_is_not_kept(tmp_path, monkeypatch, bare_path, capsys):
@@ -433,3 +442,196 @@ def test_make_firmware_passes_its_variables(bare_path):
     assert result.returncode == 0, result.stderr
     assert ("-m tools.firmware --board esp32_s3_devkitc --micropython /src/mp "
             "--variant SPIRAM_OCT") in result.stdout
+
+
+# -- the ROMFS build (make firmware ROMFS=1) ------------------------------------------------
+
+def dry_run_script(capsys, *args):
+    """(status, commands, {path: text} of the board folder's files, the shell text that writes
+    them) from a --romfs dry run: its `cat > FILE <<'EOF'` commands are taken apart."""
+    status = firmware.main(["--dry-run", "--romfs", *args])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    commands, files, script, lines = [], {}, [], iter(out.splitlines())
+    for line in lines:
+        if line.startswith("cat > "):
+            script.append(line)
+            name, text = shlex.split(line[len("cat > "):-len("<<'EOF'")])[0], []
+            for body in lines:
+                script.append(body)
+                if body == "EOF":
+                    break
+                text.append(body + "\n")
+            files[name] = "".join(text)
+        else:
+            if line.startswith("mkdir "):
+                script.append(line)
+            commands.append(shlex.split(line))
+    return commands, files, "\n".join(script) + "\n"
+
+
+def test_romfs_dry_run_with_a_local_idf(tmp_path, monkeypatch, bare_path, capsys):
+    local_idf(tmp_path, monkeypatch, bare_path)
+    src, out = tmp_path / "micropython", tmp_path / "out"
+    commands, files, script = dry_run_script(capsys, "--board", "esp32_devkitc",
+                                             "--micropython", str(src), "--out", str(out))
+    folder = out / "boards" / "ESP32_GENERIC_ROMFS"
+    assert sorted(files) == [str(folder / n) for n in ("mpconfigboard.cmake", "mpconfigboard.h",
+                                                       "sdkconfig.romfs")]
+    header = files[str(folder / "mpconfigboard.h")]
+    assert '#include "boards/ESP32_GENERIC/mpconfigboard.h"' in header
+    assert "#define MICROPY_VFS_ROM (1)" in header.splitlines()
+    cmake = files[str(folder / "mpconfigboard.cmake")]
+    assert "include(${CMAKE_SOURCE_DIR}/boards/ESP32_GENERIC/mpconfigboard.cmake)" in cmake
+    assert cmake.rstrip().splitlines()[-1] == (
+        "list(APPEND SDKCONFIG_DEFAULTS ${MICROPY_BOARD_DIR}/sdkconfig.romfs)")
+    # The stock table, which tools/flash.py requires (partitions.STOCK) and then replaces.
+    sdkconfig = files[str(folder / "sdkconfig.romfs")]
+    assert 'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions-4MiBplus.csv"' in sdkconfig
+    assert "partitions-4MiBplus.csv" in (ROOT / "tools" / "partitions.py").read_text()
+    port = str(src / "ports" / "esp32")
+    make = ["BOARD=ESP32_GENERIC_ROMFS", "BOARD_DIR=" + str(folder),
+            "BUILD=build-esp32_devkitc-romfs"]
+    assert commands[2:] == [
+        ["mkdir", "-p", str(folder)],
+        ["make", "-C", str(src / "mpy-cross")],
+        ["make", "-C", port] + make + ["submodules"],
+        ["make", "-C", port] + make,
+        ["cp", port + "/build-esp32_devkitc-romfs/firmware.bin",
+         str(out / "esp32_devkitc-romfs.bin")],
+        ["#", "then:", "make", "flash", "PORT=/dev/ttyUSB0",
+         "FIRMWARE=" + str(out / "esp32_devkitc-romfs.bin"), "BOARD=esp32_devkitc"],
+        ["#", "then:", "make", "deploy", "PORT=/dev/ttyUSB0", "BOARD=esp32_devkitc",
+         "CODE=romfs"],
+    ]
+    assert not src.exists() and not out.exists(), "a dry run makes nothing"
+    # The printed lines are a shell script that writes what the tool writes.
+    subprocess.run(["sh", "-c", script], check=True, env=dict(os.environ, PATH=os.defpath))
+    assert {str(p): p.read_text() for p in folder.iterdir()} == files
+    assert files == {str(folder / n): t
+                     for n, t in firmware.romfs_board_files("esp32_devkitc").items()}
+
+
+def test_romfs_dry_run_with_docker_and_a_variant(tmp_path, bare_path, capsys):
+    executable(bare_path, "docker", "echo 28.2.2\n")
+    src = tmp_path / "micropython"
+    (src / ".git").mkdir(parents=True)
+    commands, files, _ = dry_run_script(capsys, "--board", "esp32_s3_devkitc", "--micropython",
+                                        str(src), "--variant", "SPIRAM_OCT")
+    folder = ROOT / "build" / "firmware" / "boards" / "ESP32_GENERIC_S3_ROMFS"
+    assert sorted(Path(f).name for f in files) == [
+        "mpconfigboard.cmake", "mpconfigboard.h", "mpconfigvariant_SPIRAM_OCT.cmake",
+        "sdkconfig.romfs"]
+    assert ("include(${CMAKE_SOURCE_DIR}/boards/ESP32_GENERIC_S3/mpconfigvariant_SPIRAM_OCT"
+            ".cmake)") in files[str(folder / "mpconfigvariant_SPIRAM_OCT.cmake")]
+    assert '#include "boards/ESP32_GENERIC_S3/mpconfigboard.h"' in files[
+        str(folder / "mpconfigboard.h")]
+    docker = [cmd for cmd in commands if cmd[0] == "docker"]
+    assert len(docker) == 3
+    for cmd in docker:
+        assert "%s:/board" % folder in cmd, "the board folder, wherever --out is"
+    inner = docker[-1][docker[-1].index("espressif/idf:v5.5.1") + 1:]
+    assert inner == ["make", "-C", "/micropython/ports/esp32", "BOARD=ESP32_GENERIC_S3_ROMFS",
+                     "BOARD_DIR=/board", "BUILD=build-esp32_s3_devkitc-romfs-SPIRAM_OCT",
+                     "BOARD_VARIANT=SPIRAM_OCT"]
+    assert not [c for c in commands if any(a.startswith("FROZEN_MANIFEST=") for a in c)]
+
+
+def test_make_firmware_romfs_passes_romfs(bare_path):
+    for value, flag in (("1", True), ("", False), ("0", False)):
+        result = subprocess.run(["make", "-n", "firmware", "ROMFS=" + value], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert ("--romfs" in result.stdout) == flag, value
+
+
+def romfs_image(romfs=True):
+    """full_image() with what tools/flash.py wants before writing its romfs table: the stock
+    table, the banner, and the qstrs of a MICROPY_VFS_ROM build."""
+    data = bytearray(full_image(0, 0x1000))
+    table = partitions.to_binary(partitions.STOCK)
+    data[0x7000:0x7000 + len(table)] = table
+    data += b"\xff" * (0xF000 - len(data)) + b"MicroPython v1.28.0 on 2026-04-06\x00"
+    return bytes(data) + (b"VfsRom\x00rom_ioctl\x00" if romfs else b"")
+
+
+class FakeRomfsBuild:
+    """Runs git for real; records make, checks the board folder is there when make runs, and
+    leaves the image the port's Makefile would."""
+
+    def __init__(self, src, image, folder):
+        self.src, self.image, self.folder, self.commands = src, image, folder, []
+
+    def __call__(self, cmd, capture=False, timeout=None):
+        if cmd[0] == "git":
+            return firmware.run_command(cmd, capture=capture, timeout=timeout)
+        self.commands.append(cmd)
+        assert (self.folder / "mpconfigboard.h").is_file()
+        if cmd[0] == "make" and cmd[-1].startswith("BUILD="):
+            out = firmware.built_image("esp32_devkitc", self.src, romfs=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(self.image)
+        return 0, ""
+
+
+def test_a_romfs_build_writes_its_board_folder_and_checks_the_image(tmp_path, monkeypatch,
+                                                                    bare_path, capsys):
+    local_idf(tmp_path, monkeypatch, bare_path)
+    src, out = git_checkout(tmp_path / "micropython", "v1.28.0"), tmp_path / "out"
+    folder = out / "boards" / "ESP32_GENERIC_ROMFS"
+    fake = FakeRomfsBuild(src, romfs_image(), folder)
+    argv = ["--romfs", "--micropython", str(src), "--out", str(out)]
+    assert firmware.main(argv, run=fake) == 0
+    text = capsys.readouterr().out
+    assert (out / "esp32_devkitc-romfs.bin").read_bytes() == romfs_image()
+    assert not (out / "esp32_devkitc-frozen.bin").exists()
+    assert text.splitlines()[-2:] == [
+        "next: make flash PORT=/dev/ttyUSB0 FIRMWARE=%s BOARD=esp32_devkitc"
+        % (out / "esp32_devkitc-romfs.bin"),
+        "then: make deploy PORT=/dev/ttyUSB0 BOARD=esp32_devkitc CODE=romfs"]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == firmware.romfs_board_files(
+        "esp32_devkitc")
+    # Built again: the same files stay untouched (a newer mpconfigboard.h rebuilds everything),
+    # a stray one goes.
+    header = folder / "mpconfigboard.h"
+    os.utime(header, ns=(1, 1))
+    (folder / "mpconfigvariant_OLD.cmake").write_text("")
+    assert firmware.main(argv, run=fake) == 0
+    assert header.stat().st_mtime_ns == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        firmware.romfs_board_files("esp32_devkitc"))
+
+
+def test_a_romfs_build_that_make_flash_would_refuse_is_not_kept(tmp_path, monkeypatch,
+                                                                bare_path, capsys):
+    local_idf(tmp_path, monkeypatch, bare_path)
+    src, out = git_checkout(tmp_path / "micropython", "v1.28.0"), tmp_path / "out"
+    fake = FakeRomfsBuild(src, romfs_image(romfs=False), out / "boards" / "ESP32_GENERIC_ROMFS")
+    status = firmware.main(["--romfs", "--micropython", str(src), "--out", str(out)], run=fake)
+    err = capsys.readouterr().err
+    assert status == 2 and "cannot mount a ROMFS" in err
+    assert not (out / "esp32_devkitc-romfs.bin").exists()
+
+
+@pytest.mark.parametrize("variant, files, says", [
+    ("SPIRAM_OCT", {}, "no variant SPIRAM_OCT (it has: OTA)"),
+    ("OTA", {"boards/ESP32_GENERIC/sdkconfig.ota":
+             'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions-4MiB-ota.csv"\n'},
+     "variant OTA uses partitions-4MiB-ota.csv, not partitions-4MiBplus.csv"),
+])
+def test_a_romfs_variant_must_exist_and_keep_the_stock_table(tmp_path, monkeypatch, bare_path,
+                                                             capsys, variant, files, says):
+    local_idf(tmp_path, monkeypatch, bare_path)
+    src = git_checkout(tmp_path / "micropython", "v1.28.0")
+    port = src / "ports" / "esp32"
+    (port / "boards" / "ESP32_GENERIC").mkdir(parents=True)
+    (port / "boards" / "ESP32_GENERIC" / "mpconfigvariant_OTA.cmake").write_text(
+        "set(SDKCONFIG_DEFAULTS\n    ${SDKCONFIG_DEFAULTS}\n"
+        "    boards/ESP32_GENERIC/sdkconfig.ota\n)\n")
+    for name, text in files.items():
+        (port / name).write_text(text)
+    fake = FakeRomfsBuild(src, b"", tmp_path / "out")
+    status = firmware.main(["--romfs", "--variant", variant, "--micropython", str(src),
+                            "--out", str(tmp_path / "out")], run=fake)
+    assert status == 2 and fake.commands == []
+    assert says in capsys.readouterr().err

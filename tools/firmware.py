@@ -1,12 +1,22 @@
-"""Builds MicroPython v1.28.0 for a board with the terminal frozen into it (make firmware).
+"""Builds MicroPython v1.28.0 for a board, with the terminal frozen in or able to mount a ROMFS
+(make firmware [ROMFS=1]).
 
-    python -m tools.firmware --board esp32_devkitc [--micropython out/micropython]
+    python -m tools.firmware --board esp32_devkitc [--romfs] [--micropython out/micropython]
         [--variant SPIRAM_OCT] [--builder auto|idf|docker] [--out build/firmware] [--dry-run]
 
-firmware/, drivers/ and the board's profiles are frozen with MicroPython's manifest
+By default firmware/, drivers/ and the board's profiles are frozen with MicroPython's manifest
 (boards/manifests/BOARD.py, which includes manifest.py): frozen code runs from flash, where
 code imported from .mpy files is copied into the heap. main.py and boot.py stay on the
 filesystem (docs/firmware.md says how they get there).
+
+With --romfs nothing of ours is frozen (the port's own manifest only) and the image has
+MICROPY_VFS_ROM, which no micropython.org ESP32 image has: it mounts the "romfs" partition that
+`make flash` writes, where `make deploy CODE=romfs` puts the code (docs/romfs.md). MicroPython
+takes that setting from a board folder, so the tool writes one of its own, OUT/boards/
+BOARD_ROMFS (e.g. ESP32_GENERIC_ROMFS), and builds with BOARD_DIR= (ports/esp32/Makefile): a
+few lines that include the stock board's files by path from the checkout, define
+MICROPY_VFS_ROM and keep the stock partition table (partitions-4MiBplus.csv), which
+`make flash` checks and then replaces with tools/partitions.py's.
 
 1. Finds a builder: ESP-IDF on this PC (IDF_PATH set and idf.py on PATH, as after
    `. $IDF_PATH/export.sh`), else Docker with Espressif's espressif/idf image if its engine
@@ -14,13 +24,16 @@ filesystem (docs/firmware.md says how they get there).
 2. Clones MicroPython at v1.28.0 into --micropython unless a checkout is there, and checks that
    the checkout is at that tag (`git describe`): a checkout at another version is refused.
 3. Builds mpy-cross, the port's submodules and the image (`make -C ports/esp32 BOARD=...
-   FROZEN_MANIFEST=...`) in ports/esp32/build-BOARD[-VARIANT], one build folder per board
-   profile (MicroPython's build only regenerates frozen code when a frozen file is newer).
-4. Checks the image is a full one for the board's chip (tools/flash.py's check) and copies it
-   to build/firmware/BOARD-frozen.bin, then prints the `make flash` line.
+   FROZEN_MANIFEST=...`, or `BOARD_DIR=...` for --romfs) in
+   ports/esp32/build-BOARD[-romfs][-VARIANT], one build folder per board profile and kind
+   (MicroPython's build only regenerates frozen code when a frozen file is newer).
+4. Checks the image is a full one for the board's chip (tools/flash.py's check; for --romfs
+   also the one `make flash` makes before writing its table) and copies it to
+   build/firmware/BOARD-frozen.bin (BOARD-romfs.bin), then prints the `make flash` line.
 
-`--dry-run` prints every command, one per line, and runs none: it only looks for idf.py and
-asks Docker whether its engine answers, to choose between them.
+`--dry-run` prints every command, one per line (for --romfs the board folder's files as
+`cat > FILE <<'EOF'` commands), and runs none: it only looks for idf.py and asks Docker
+whether its engine answers, to choose between them.
 
 Exit status: 0 done; 2 refused (nothing to build with, wrong checkout, wrong image); otherwise
 the failing command's own status.
@@ -47,9 +60,12 @@ DEFAULT_OUT = ROOT / "build" / "firmware"
 IDF_VERSION = "v5.5.1"
 IDF_SUPPORTED = ((5, 3, 0), (5, 4, 0), (5, 4, 1), (5, 4, 2), (5, 5, 1))
 IDF_OLDEST = IDF_SUPPORTED[0]
+# The table ESP32_GENERIC and ESP32_GENERIC_S3 use (boards/sdkconfig.base): tools/partitions.py's
+# STOCK, which `make flash` requires of an image before writing its own.
+STOCK_PARTITIONS = "partitions-4MiBplus.csv"
 DOCKER_IMAGE = "espressif/idf:" + IDF_VERSION
-# Where the container sees the MicroPython checkout and this repository.
-DOCKER_MPY, DOCKER_PROJECT = "/micropython", "/project"
+# Where the container sees the MicroPython checkout, this repository and the ROMFS board folder.
+DOCKER_MPY, DOCKER_PROJECT, DOCKER_BOARD = "/micropython", "/project", "/board"
 _PROBE_TIMEOUT_S = 20
 
 
@@ -67,13 +83,83 @@ def manifest_path(board):
     return ROOT / "boards" / "manifests" / (board + ".py")
 
 
-def image_name(board):
-    return "%s-frozen.bin" % board
+def image_name(board, romfs=False):
+    return "%s-%s.bin" % (board, "romfs" if romfs else "frozen")
 
 
-def build_dir(board, variant=None):
-    """The port's build folder, relative to ports/esp32: one per board profile and variant."""
-    return "build-%s%s" % (board, "-" + variant if variant else "")
+def build_dir(board, variant=None, romfs=False):
+    """The port's build folder, relative to ports/esp32: one per board profile, kind and
+    variant."""
+    return "build-%s%s%s" % (board, "-romfs" if romfs else "", "-" + variant if variant else "")
+
+
+def romfs_board_name(board):
+    """The name of the board folder --romfs writes; the build reports it in
+    sys.implementation._build."""
+    return micropython_board(board) + "_ROMFS"
+
+
+def romfs_board_dir(board, out=DEFAULT_OUT):
+    return Path(out).resolve() / "boards" / romfs_board_name(board)
+
+
+def romfs_board_files(board, variant=None):
+    """{file name: text} of the board folder for --romfs. Nothing of MicroPython's is copied:
+    its files are included by path from the checkout the build runs in."""
+    stock = "boards/" + micropython_board(board)
+    head = "Written by tools/firmware.py (make firmware ROMFS=1): %s with ROMFS." % stock
+    files = {
+        "mpconfigboard.cmake": (
+            "# %s\n"
+            "# The stock board's IDF_TARGET and sdkconfig files (CMAKE_SOURCE_DIR: ports/esp32).\n"
+            "include(${CMAKE_SOURCE_DIR}/%s/mpconfigboard.cmake)\n"
+            "# After the stock board's sdkconfig files, so that its partition table wins.\n"
+            "list(APPEND SDKCONFIG_DEFAULTS ${MICROPY_BOARD_DIR}/sdkconfig.romfs)\n"
+            % (head, stock)),
+        "mpconfigboard.h": (
+            "// %s\n"
+            "// The stock board's settings (ports/esp32 is on the include path).\n"
+            "#include \"%s/mpconfigboard.h\"\n"
+            "// vfs.VfsRom and vfs.rom_ioctl: the partition labelled romfs is mounted at /rom.\n"
+            "#define MICROPY_VFS_ROM (1)\n"
+            % (head, stock)),
+        "sdkconfig.romfs": (
+            "# %s\n"
+            "# The stock table (nvs, phy_init, factory 0x1F0000), which make flash checks and\n"
+            "# replaces with tools/partitions.py's (romfs at 0x200000); not the port's\n"
+            "# partitions-4MiB-romfs.csv, whose app partition is 128 KB smaller.\n"
+            "CONFIG_PARTITION_TABLE_CUSTOM=y\n"
+            "CONFIG_PARTITION_TABLE_CUSTOM_FILENAME=\"%s\"\n"
+            % (head, STOCK_PARTITIONS)),
+    }
+    if variant:
+        files["mpconfigvariant_%s.cmake" % variant] = (
+            "# %s\n"
+            "# The stock board's variant, as BOARD_VARIANT=%s gives it.\n"
+            "include(${CMAKE_SOURCE_DIR}/%s/mpconfigvariant_%s.cmake)\n"
+            % (head, variant, stock, variant))
+    return files
+
+
+def write_board_folder(folder, files):
+    """Writes `files` into `folder`, leaving a file whose text is the same untouched (a newer
+    mpconfigboard.h would rebuild everything) and removing any other file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        if path.name not in files:
+            path.unlink()
+    for name, text in files.items():
+        path = folder / name
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+
+
+def board_folder_commands(folder, files):
+    """The board folder as shell lines, for --dry-run."""
+    lines = [shlex.join(["mkdir", "-p", str(folder)])]
+    for name, text in files.items():
+        lines += ["cat > %s <<'EOF'" % shlex.quote(str(folder / name)), text + "EOF"]
+    return lines
 
 
 def run_command(cmd, capture=False, timeout=None):
@@ -161,21 +247,32 @@ def tag_command(src):
     return ["git", "-C", str(src), "describe", "--tags", "--exact-match", "HEAD"]
 
 
-def _make_args(board, variant, manifest):
-    args = ["BOARD=" + micropython_board(board), "BUILD=" + build_dir(board, variant),
-            "FROZEN_MANIFEST=" + manifest]
+def _make_args(board, variant, manifest=None, board_dir=None):
+    if board_dir is None:
+        args = ["BOARD=" + micropython_board(board), "BUILD=" + build_dir(board, variant),
+                "FROZEN_MANIFEST=" + manifest]
+    else:
+        # No FROZEN_MANIFEST: the port's own boards/manifest.py, the code goes in the ROMFS.
+        # BOARD given, not taken from the folder's name: a BOARD= on `make firmware`'s command
+        # line reaches this make through MAKEFLAGS.
+        args = ["BOARD=" + romfs_board_name(board), "BOARD_DIR=" + board_dir,
+                "BUILD=" + build_dir(board, variant, romfs=True)]
     return args + (["BOARD_VARIANT=" + variant] if variant else [])
 
 
-def build_commands(board, src, builder, variant=None, uid=None):
-    """The commands that build the image, in order (mpy-cross, submodules, the image)."""
+def build_commands(board, src, builder, variant=None, uid=None, board_dir=None):
+    """The commands that build the image, in order (mpy-cross, submodules, the image).
+    board_dir: the --romfs board folder (romfs_board_dir), or None for the frozen build."""
     src = Path(src).resolve()
     if builder == "docker":
         mpy, manifest = DOCKER_MPY, "%s/boards/manifests/%s.py" % (DOCKER_PROJECT, board)
+        board_arg = DOCKER_BOARD if board_dir is not None else None
     else:
         mpy, manifest = str(src), str(manifest_path(board))
+        board_arg = str(board_dir) if board_dir is not None else None
     port = mpy + "/ports/esp32"
-    make = _make_args(board, variant, manifest)
+    make = (_make_args(board, variant, board_dir=board_arg) if board_arg
+            else _make_args(board, variant, manifest))
     inner = [["make", "-C", mpy + "/mpy-cross"],
              ["make", "-C", port] + make + ["submodules"],
              ["make", "-C", port] + make]
@@ -187,15 +284,18 @@ def build_commands(board, src, builder, variant=None, uid=None):
     # HOME: idf.py's cache for a user the image does not know; the git check is for shared
     # machines, and this throwaway container only sees the maker's own checkout.
     docker += ["-e", "HOME=/tmp", "-e", "IDF_GIT_SAFE_DIR=*",
-               "-v", "%s:%s" % (src, DOCKER_MPY), "-v", "%s:%s" % (ROOT, DOCKER_PROJECT),
-               "-w", DOCKER_MPY, DOCKER_IMAGE]
+               "-v", "%s:%s" % (src, DOCKER_MPY), "-v", "%s:%s" % (ROOT, DOCKER_PROJECT)]
+    if board_dir is not None:
+        docker += ["-v", "%s:%s" % (Path(board_dir).resolve(), DOCKER_BOARD)]
+    docker += ["-w", DOCKER_MPY, DOCKER_IMAGE]
     return [docker + cmd for cmd in inner]
 
 
-def built_image(board, src, variant=None):
+def built_image(board, src, variant=None, romfs=False):
     """Where the port's Makefile leaves the full image (makeimg.py: bootloader, partition
     table and application in one file)."""
-    return Path(src).resolve() / "ports" / "esp32" / build_dir(board, variant) / "firmware.bin"
+    return (Path(src).resolve() / "ports" / "esp32" / build_dir(board, variant, romfs)
+            / "firmware.bin")
 
 
 def _shown(path):
@@ -203,8 +303,16 @@ def _shown(path):
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def flash_line(board, image):
-    return "make flash PORT=/dev/ttyUSB0 FIRMWARE=%s BOARD=%s" % (_shown(image), board)
+def flash_line(board, image, romfs=False):
+    """The `make flash` line for the image: a frozen one keeps its own table (it has no ROMFS
+    to use ours, and tools/flash.py refuses it without --no-romfs)."""
+    return "make flash PORT=/dev/ttyUSB0 FIRMWARE=%s BOARD=%s%s" % (
+        _shown(image), board, "" if romfs else " FLASH_ARGS=--no-romfs")
+
+
+def deploy_line(board, romfs=False):
+    return "make deploy PORT=/dev/ttyUSB0 BOARD=%s CODE=%s" % (board,
+                                                                "romfs" if romfs else "frozen")
 
 
 def check_checkout(src, run):
@@ -221,6 +329,36 @@ def check_checkout(src, run):
                          _shown(src), MICROPYTHON_TAG))
 
 
+def check_variant(board, src, variant):
+    """Refused unless the stock board has the variant the --romfs board folder includes, and
+    the variant keeps the stock partition table (OTA and D2WD do not: make flash refuses them)."""
+    port = Path(src) / "ports" / "esp32"
+    stock = port / "boards" / micropython_board(board)
+    cmake = stock / ("mpconfigvariant_%s.cmake" % variant)
+    if not cmake.is_file():
+        found = sorted(p.stem[len("mpconfigvariant_"):]
+                       for p in stock.glob("mpconfigvariant_*.cmake"))
+        raise Refused("MicroPython's %s has no variant %s (it has: %s)"
+                      % (micropython_board(board), variant, ", ".join(found) or "none"))
+    # The sdkconfig files the variant adds, named relative to ports/esp32.
+    for name in re.findall(r"boards/[\w./-]+", cmake.read_text()):
+        path = port / name
+        text = path.read_text() if path.is_file() else ""
+        table = re.search(r'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="([^"]+)"', text)
+        if table and table.group(1) != STOCK_PARTITIONS:
+            raise Refused("variant %s uses %s, not %s: make flash could not put its romfs "
+                          "table after it" % (variant, table.group(1), STOCK_PARTITIONS))
+
+
+def check_romfs_image(data, image, board):
+    """Refused unless `make flash` would write its romfs table after this image."""
+    try:
+        flash.romfs_table(data, _shown(image), board)
+    except flash.Refused as e:
+        raise Refused("the ROMFS build is not one make flash can give a romfs partition: %s"
+                      % e)
+
+
 def _uid():
     if hasattr(os, "getuid"):
         return "%d:%d" % (os.getuid(), os.getgid())
@@ -232,6 +370,9 @@ def main(argv=None, run=run_command):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--board", default="esp32_devkitc", choices=sorted(flash.BOARDS),
                         help="board profile (default esp32_devkitc)")
+    parser.add_argument("--romfs", action="store_true",
+                        help="nothing of ours frozen, MICROPY_VFS_ROM on: an image that mounts "
+                             "the romfs partition make flash writes (BOARD-romfs.bin)")
     parser.add_argument("--micropython", type=Path, default=DEFAULT_SRC,
                         help="MicroPython checkout, cloned at %s if missing (default "
                              "out/micropython)" % MICROPYTHON_TAG)
@@ -241,22 +382,30 @@ def main(argv=None, run=run_command):
     parser.add_argument("--builder", choices=("auto", "idf", "docker"), default="auto",
                         help="local ESP-IDF or Docker (default: the local IDF if there is one)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where the image goes (default build/firmware)")
+                        help="where the image goes, and --romfs's board folder (default "
+                             "build/firmware)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the commands, run none")
     args = parser.parse_args(argv)
-    board, src = args.board, args.micropython.resolve()
-    image = built_image(board, src, args.variant)
-    dest = args.out.resolve() / image_name(board)
+    board, src, romfs = args.board, args.micropython.resolve(), args.romfs
+    image = built_image(board, src, args.variant, romfs)
+    dest = args.out.resolve() / image_name(board, romfs)
+    board_dir = romfs_board_dir(board, args.out) if romfs else None
+    board_files = romfs_board_files(board, args.variant) if romfs else {}
     try:
         builder = choose_builder(args.builder, run)
         steps = [] if src.exists() else [clone_command(src)]
         steps += [tag_command(src)]
-        steps += build_commands(board, src, builder, args.variant, _uid())
+        build = build_commands(board, src, builder, args.variant, _uid(), board_dir)
         if args.dry_run:
-            for cmd in steps + [["cp", str(image), str(dest)]]:
+            for cmd in steps:
                 print(shlex.join(cmd))
-            print("# then: " + flash_line(board, dest))
+            if romfs:
+                print("\n".join(board_folder_commands(board_dir, board_files)))
+            for cmd in build + [["cp", str(image), str(dest)]]:
+                print(shlex.join(cmd))
+            print("# then: " + flash_line(board, dest, romfs))
+            print("# then: " + deploy_line(board, romfs))
             return 0
         if not src.exists():
             status, _ = run(clone_command(src))
@@ -265,7 +414,12 @@ def main(argv=None, run=run_command):
                       % (MICROPYTHON_TAG, status), file=sys.stderr)
                 return status
         check_checkout(src, run)
-        for cmd in build_commands(board, src, builder, args.variant, _uid()):
+        if romfs:
+            if args.variant:
+                check_variant(board, src, args.variant)
+            write_board_folder(board_dir, board_files)
+            print("firmware: board folder %s (BOARD_DIR)" % _shown(board_dir), flush=True)
+        for cmd in build:
             print("+ " + shlex.join(cmd), flush=True)
             status, _ = run(cmd)
             if status != 0:
@@ -277,15 +431,21 @@ def main(argv=None, run=run_command):
         except FileNotFoundError:
             raise Refused("the build left no %s" % image)
         flash.check_firmware(data, image, board)
+        if romfs:
+            check_romfs_image(data, image, board)
     except (Refused, flash.Refused) as e:
         print("firmware: %s" % e, file=sys.stderr)
         return 2
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(image, dest)
-    print("firmware: %s (%d bytes), MicroPython %s %s with %s frozen"
-          % (_shown(dest), len(data), MICROPYTHON_TAG, micropython_board(board),
-             _shown(manifest_path(board))))
-    print("next: " + flash_line(board, dest))
+    if romfs:
+        what = "with ROMFS (MICROPY_VFS_ROM), the port's own frozen modules only"
+    else:
+        what = "with %s frozen" % _shown(manifest_path(board))
+    print("firmware: %s (%d bytes), MicroPython %s %s %s"
+          % (_shown(dest), len(data), MICROPYTHON_TAG, micropython_board(board), what))
+    print("next: " + flash_line(board, dest, romfs))
+    print("then: " + deploy_line(board, romfs))
     return 0
 
 
