@@ -116,15 +116,23 @@ def test_auto_picks_frozen_then_romfs_then_files_with_a_warning():
         mode, warning = deploy_mod.choose_code("auto", _board(rom=no_rom))
         assert mode == "files" and "heap" in warning and "docs/romfs.md" in warning
         assert "\n" not in warning
+    _, warning = deploy_mod.choose_code("auto", _board(), "esp32_s3_devkitc")
+    assert ("make firmware BOARD=esp32_s3_devkitc ROMFS=1, then make flash PORT=... "
+            "BOARD=esp32_s3_devkitc FIRMWARE=build/firmware/esp32_s3_devkitc-romfs.bin") in warning
     assert deploy_mod.choose_code("files", _board()) == ("files", None)
 
 
 def test_romfs_and_frozen_are_refused_on_a_board_that_cannot_run_them():
     with pytest.raises(deploy_mod.DeployError) as e:
-        deploy_mod.choose_code("romfs", _board())
+        deploy_mod.choose_code("romfs", _board(), "esp32_devkitc")
     text = str(e.value)
-    assert "no ROM partition" in text and "docs/romfs.md" in text and "make flash" in text
+    assert "no ROM partition" in text and "docs/romfs.md" in text
+    assert "make firmware BOARD=esp32_devkitc ROMFS=1, then make flash" in text
     assert "CODE=files" in text and "\n" not in text
+    # The virtual board gets its ROM partition from tools/vboard.py, not from a build.
+    with pytest.raises(deploy_mod.DeployError, match="--romfs-kb") as e:
+        deploy_mod.choose_code("romfs", _board(), "sim")
+    assert "make firmware" not in str(e.value)
     with pytest.raises(deploy_mod.DeployError, match="no romfs partition"):
         deploy_mod.choose_code("romfs", _board(rom=deploy_mod.RomPartition(0, 0, None)))
     # Frozen code comes before /rom on sys.path: a ROMFS image would never be imported.

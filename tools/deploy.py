@@ -277,9 +277,18 @@ def romfs_length(data):
     return None
 
 
-def choose_code(requested, board):
+def _romfs_fix(profile):
+    """The commands that give a board a ROM partition, as tools/flash.py names them."""
+    if profile in build_mod.ARCH and build_mod.ARCH[profile] is None:
+        return "start the virtual board with one (make vboard; tools/vboard.py --romfs-kb)"
+    board = profile or "BOARD"
+    return ("make firmware BOARD=%s ROMFS=1, then make flash PORT=... BOARD=%s "
+            "FIRMWARE=build/firmware/%s-romfs.bin" % (board, board, board))
+
+
+def choose_code(requested, board, profile=None):
     """The mode to deploy with, and a warning line (or None). Raises DeployError, with the fix,
-    when the board cannot run the code that way."""
+    when the board cannot run the code that way. profile: the board profile, for the fix."""
     has_rom = board.rom is not None and board.rom.count > 0
     if requested == "auto":
         if board.frozen:
@@ -287,22 +296,23 @@ def choose_code(requested, board):
         if has_rom:
             return "romfs", None
         return "files", ("the board has no ROM partition: the code goes on its filesystem as "
-                         ".mpy files, where it takes heap an ESP32 without PSRAM lacks "
-                         "(docs/romfs.md; CODE=files chooses this without the warning)")
+                         ".mpy files, where it takes heap an ESP32 without PSRAM lacks; for "
+                         "code in flash: %s (docs/romfs.md; CODE=files chooses this without "
+                         "the warning)" % _romfs_fix(profile))
     if requested == "romfs":
         if board.frozen:
             raise DeployError("the board's MicroPython has the firmware frozen in, which comes "
-                              "before /rom on sys.path: deploy with CODE=frozen, or flash a "
-                              "MicroPython without it (docs/romfs.md)")
+                              "before /rom on sys.path: deploy with CODE=frozen, or flash one "
+                              "without it: %s (docs/romfs.md)" % _romfs_fix(profile))
         if not has_rom:
             what = "no vfs.rom_ioctl" if board.rom is None else "no romfs partition"
-            raise DeployError("the board has no ROM partition (%s): flash a MicroPython built "
-                              "with ROMFS and our partition table (docs/romfs.md; make flash "
-                              "writes the table), or deploy with CODE=files" % what)
+            raise DeployError("the board has no ROM partition (%s): %s (its table has the "
+                              "romfs partition: docs/romfs.md), or deploy with CODE=files"
+                              % (what, _romfs_fix(profile)))
     if requested == "frozen" and not board.frozen:
         raise DeployError("the board's MicroPython has no firmware frozen in: flash the image "
-                          "make firmware builds (docs/firmware.md), or deploy with CODE=romfs "
-                          "or CODE=files")
+                          "make firmware builds (make flash ... FLASH_ARGS=--no-romfs: "
+                          "docs/firmware.md), or deploy with CODE=romfs or CODE=files")
     return requested, None
 
 
@@ -514,7 +524,7 @@ def deploy(port, image=None, code="auto", board=None, arch=None,
     t0 = time.monotonic()
     state = probe(port, probe_names(image if board is None else None, board), runner)
     probe_s = time.monotonic() - t0
-    mode, warning = choose_code(code, state)
+    mode, warning = choose_code(code, state, board)
     if warning:
         print("deploy: warning: %s" % warning, file=out, flush=True)
     if board is not None:

