@@ -10,14 +10,12 @@ import binascii
 
 
 class Board:
-    """What the runtime uses: reader, keypad, display, printer, and the flash root."""
+    """What the runtime uses: `reader`, `keypad`, `display`, `printer`, and `root`, the flash
+    root. A profile may add `wlan`, `set_clock(unix_seconds)`, `free_heap()`; the simulated
+    board also `start()`, `log(line)`, `report(state)`, `fatal`.
 
-    def __init__(self, root, reader, keypad, display, printer):
-        self.root = root
-        self.reader = reader
-        self.keypad = keypad
-        self.display = display
-        self.printer = printer
+    No methods: the board outlives this module, which firmware/startup.py drops after boot, and
+    a method would keep the whole module in the heap through its globals."""
 
 
 def make_reader(settings, *, spi=None, i2c=None, cs=None, rst=None, clock=None, sleep_us=None):
@@ -27,13 +25,17 @@ def make_reader(settings, *, spi=None, i2c=None, cs=None, rst=None, clock=None, 
         from drivers.mfrc522 import MFRC522, RC522Reader
 
         return RC522Reader(MFRC522(spi, cs, rst=rst, sleep_us=sleep_us), classic_key=key)
-    from drivers.pn532 import PN532_I2C, PN532_SPI, PN532Reader
+    from drivers.pn532 import PN532Reader
 
     # Card-side PDOL values the terminal knows before the amount is keyed.
     pdol = {0x5F2A: binascii.unhexlify("0" + settings["currency_code"])}
     if kind == "pn532_i2c":
+        from drivers.pn532_i2c import PN532_I2C
+
         return PN532Reader(PN532_I2C(i2c, reset=rst, clock=clock), pdol_values=pdol)
     if kind == "pn532_spi":
+        from drivers.pn532_spi import PN532_SPI
+
         return PN532Reader(PN532_SPI(spi, cs, reset=rst, clock=clock), pdol_values=pdol)
     raise ValueError("reader: unknown %r" % kind)
 
@@ -68,11 +70,12 @@ def assemble(settings, *, root, spi, i2c, uart, rows, cols, reader_cs, reader_rs
              clock=None, sleep_us=None, timebase=None, ticks_ms=None):
     from drivers.keypad import Keypad
 
-    return Board(
-        root,
-        make_reader(settings, spi=spi, i2c=i2c, cs=reader_cs, rst=reader_rst, clock=clock,
-                    sleep_us=sleep_us),
-        Keypad(rows, cols, debounce_ms=settings["keypad_debounce_ms"], ticks_ms=ticks_ms),
-        make_display(settings, i2c=i2c),
-        make_printer(settings, uart, timebase=timebase),
-    )
+    board = Board()
+    board.root = root
+    board.reader = make_reader(settings, spi=spi, i2c=i2c, cs=reader_cs, rst=reader_rst,
+                               clock=clock, sleep_us=sleep_us)
+    board.keypad = Keypad(rows, cols, debounce_ms=settings["keypad_debounce_ms"],
+                          ticks_ms=ticks_ms)
+    board.display = make_display(settings, i2c=i2c)
+    board.printer = make_printer(settings, uart, timebase=timebase)
+    return board

@@ -1,18 +1,11 @@
-"""NXP PN532 NFC reader (PN532 User Manual UM0701-02), over I2C, SPI or HSU (UART), and the
-terminal's card reader built on it (`PN532Reader`).
+"""NXP PN532 NFC reader (PN532 User Manual UM0701-02): the protocol, and the terminal's card
+reader built on it (`PN532Reader`). Each host interface is a module of its own, so a board holds
+only the one it uses: drivers/pn532_i2c.py, drivers/pn532_spi.py, drivers/pn532_uart.py.
 
 The common red/blue "PN532 NFC module V3" boards select the host interface with two DIP
-switches (SEL0, SEL1): HSU 0 0, I2C 1 0, SPI 0 1; switch with the module unpowered.
-
-- I2C: SDA, SCL (the module has 10k pull-ups), 3V3, GND; 7-bit address 0x24. Up to 400 kHz.
-  On the DevKitC: SDA 21, SCL 22, shared with the OLED (boards/esp32_devkitc.py).
-- SPI: SCK, MOSI, MISO, SS (= `cs`), mode 0, LSB first, up to 5 MHz. The board's SPI bus is
-  shared and built MSB-first (MicroPython's default `firstbit`), so by default this driver
-  mirrors each byte in software; pass `bus_lsb=True` for a bus built with `firstbit=SPI.LSB`.
-  On the DevKitC: VSPI 18/23/19, SS 5, RSTPDN 4.
-- HSU: TX/RX crossed to a UART at 115200 8N1.
-- IRQ (optional, any interface): low while a frame is ready; saves polling the bus.
-- RSTPDN (optional `reset`): low resets the chip.
+switches (SEL0, SEL1): HSU 0 0, I2C 1 0, SPI 0 1; switch with the module unpowered. On every
+interface, IRQ (optional) is low while a frame is ready, which saves polling the bus, and
+RSTPDN (optional `reset`) low resets the chip.
 
 Frames (UM 6.2.1): `00 00 FF LEN LCS D4 CMD data DCS 00`, LCS and DCS making LEN and the body
 sum to zero. The PN532 acknowledges a good frame with `00 00 FF 00 FF 00` and ignores a frame
@@ -43,6 +36,7 @@ _CMD_IN_LIST_PASSIVE_TARGET = const(0x4A)
 _CMD_IN_RELEASE = const(0x52)
 
 _BUF = const(272)  # a normal frame: 7 header/trailer bytes + LEN up to 255, with slack
+FRAME_BYTES = const(_BUF)  # for the transports
 _MAX_DATA = const(252)  # InDataExchange: LEN 255 less TFI, command and target number
 _ACK_US = const(15000)  # UM 6.2.3: no ACK within 15 ms -> send the command again
 _CMD_US = const(100000)
@@ -50,8 +44,8 @@ _LIST_US = const(200000)
 _EXCHANGE_US = const(600000)  # above the card's FWT (77 ms at FWI 8) with WTX extensions
 _TRIES = const(3)
 _POLL_US = const(500)  # status poll interval: adds at most this to each wait
-_IRQ_POLL_US = const(100)  # an IRQ pin costs no bus time: look more often
-_BYTE_US = const(10000)  # UART: give up on a frame whose next byte is 10 ms late
+_IRQ_POLL_US = const(100)  # an IRQ pin (a UART's byte count) costs no bus time: look more often
+IRQ_POLL_US = const(_IRQ_POLL_US)  # for the transports
 
 # MxRtyPassiveActivation (UM 7.3.1, CfgItem 5): InListPassiveTarget tries n + 1 times, each
 # about a millisecond with no card; 0xFF (the power-on default) retries forever, so with no
@@ -65,7 +59,6 @@ _ARGS_LIST = b"\x01\x00"  # MaxTg 1, BrTy 0: 106 kbps type A
 _ARGS_SAM = b"\x01\x14\x01"  # normal mode, virtual card timeout 1 s, use the IRQ pin
 _ARGS_RELEASE = b"\x01"
 _ARGS_NONE = b""
-_HSU_WAKE = b"\x55\x55" + bytes(14)  # UM 7.2.11: 0x55 then dummy bytes while it wakes
 
 try:
     from time import sleep_us as _sleep_us
@@ -331,188 +324,6 @@ class PN532:
     def release(self):
         """InRelease target 1: DESELECT for ISO-DEP, HLTA otherwise."""
         self._call(_CMD_IN_RELEASE, _ARGS_RELEASE, 1)
-
-
-class PN532_I2C(PN532):
-    """PN532 on I2C (DIP SEL0=1 SEL1=0). Each read starts with the status byte, 0x01 when a
-    frame is ready (UM 6.2.4); the chip NACKs its address while it sleeps or is busy."""
-
-    def __init__(self, i2c, *, addr=0x24, irq=None, reset=None, clock=None,
-                 passive_retries=PASSIVE_RETRIES):
-        self._i2c = i2c
-        self._addr = addr
-        self._irq = irq
-        self._status = bytearray(1)
-        super().__init__(reset=reset, clock=clock, passive_retries=passive_retries)
-
-    def _wakeup(self):
-        # Any addressing wakes it from power-down; it may NACK that first transfer.
-        try:
-            self._i2c.readfrom_into(self._addr, self._status)
-        except OSError:
-            pass
-        self._clock.advance(2000)
-
-    def _write_data(self, buf):
-        try:
-            self._i2c.writeto(self._addr, buf)
-        except OSError:
-            pass  # no ACK will follow: the command is sent again
-
-    def _read_data(self, n):
-        self._i2c.readfrom_into(self._addr, self._view(self._rxv, n + 1))
-        return 1
-
-    def _status_ready(self):
-        try:
-            self._i2c.readfrom_into(self._addr, self._status)
-        except OSError:
-            return False  # the chip NACKs its address while busy
-        return self._status[0] & 0x01 != 0
-
-
-def _mirror_table():
-    t = bytearray(256)
-    for i in range(256):
-        r = 0
-        for b in range(8):
-            if i & (1 << b):
-                r |= 0x80 >> b
-        t[i] = r
-    return t
-
-
-class PN532_SPI(PN532):
-    """PN532 on SPI (DIP SEL0=0 SEL1=1), mode 0, LSB first. Every transfer starts with a
-    direction byte (UM 6.2.5): 0x02 status read (bit 0 = ready), 0x01 data write, 0x03 data
-    read."""
-
-    _STATUS = b"\x02"
-    _WRITE = b"\x01"
-    _READ = b"\x03"
-
-    def __init__(self, spi, cs, *, irq=None, reset=None, bus_lsb=False, clock=None,
-                 passive_retries=PASSIVE_RETRIES):
-        self._spi = spi
-        self._cs = cs
-        self._irq = irq
-        self._one = bytearray(1)
-        self._mirror = None if bus_lsb else _mirror_table()
-        m = self._mirror
-        self._status_cmd = self._STATUS if m is None else bytes((m[0x02],))
-        self._write_cmd = self._WRITE if m is None else bytes((m[0x01],))
-        self._read_cmd = self._READ if m is None else bytes((m[0x03],))
-        self._wire = bytearray(_BUF)  # mirrored copy of an outgoing frame
-        self._wirev = memoryview(self._wire)
-        cs.value(1)
-        super().__init__(reset=reset, clock=clock, passive_retries=passive_retries)
-
-    def _wakeup(self):
-        # A falling SS wakes the chip from power-down; it needs about 2 ms (UM 6.2.5).
-        self._cs.value(0)
-        self._clock.advance(2000)
-        self._cs.value(1)
-
-    def _write_data(self, buf):
-        m = self._mirror
-        if m is not None:
-            n = len(buf)
-            w = self._wire
-            for i in range(n):
-                w[i] = m[buf[i]]
-            buf = self._wirev[:n] if n > 24 else self._view_wire(n)
-        self._cs.value(0)
-        self._spi.write(self._write_cmd)
-        self._spi.write(buf)
-        self._cs.value(1)
-
-    def _view_wire(self, n):
-        key = n + 200
-        v = self._views.get(key)
-        if v is None:
-            v = self._wirev[:n]
-            self._views[key] = v
-        return v
-
-    def _read_data(self, n):
-        self._cs.value(0)
-        self._spi.write(self._read_cmd)
-        self._spi.readinto(self._view(self._rxv, n))
-        self._cs.value(1)
-        m = self._mirror
-        if m is not None:
-            rx = self._rx
-            for i in range(n):
-                rx[i] = m[rx[i]]
-        return 0
-
-    def _status_ready(self):
-        self._cs.value(0)
-        self._spi.write(self._status_cmd)
-        self._spi.readinto(self._one)
-        self._cs.value(1)
-        status = self._one[0] if self._mirror is None else self._mirror[self._one[0]]
-        return status & 0x01 != 0
-
-
-class PN532_UART(PN532):
-    """PN532 on HSU (DIP SEL0=0 SEL1=0), 115200 8N1. The chip starts in low-VBat power-down
-    and wakes on 0x55 followed by enough dummy bytes (UM 7.2.11); the driver sends that
-    preamble before its first command and after a timeout."""
-
-    def __init__(self, uart, *, reset=None, clock=None, passive_retries=PASSIVE_RETRIES):
-        self._uart = uart
-        self._one = bytearray(1)
-        self._have = 0
-        self._awake = False
-        super().__init__(reset=reset, clock=clock, passive_retries=passive_retries)
-
-    def _send(self, buf):
-        uart = self._uart
-        sent = uart.write(buf) or 0
-        while sent < len(buf):
-            uart.flush()
-            sent += uart.write(buf[sent:]) or 0
-        uart.flush()
-
-    def _write_data(self, buf):
-        if not self._awake:
-            self._send(_HSU_WAKE)
-            self._awake = True
-        # Whatever is left of an earlier answer belongs to a command that is over.
-        while self._uart.any():
-            self._uart.readinto(self._one)
-        self._have = 0
-        self._send(buf)
-
-    def _timed_out(self):
-        self._awake = False
-
-    def _read_data(self, n):
-        # The stream is read once: bytes already taken for this frame stay in _rx.
-        uart = self._uart
-        clock = self._clock
-        rx = self._rx
-        while self._have < n:
-            start = clock.now()
-            while not uart.any():
-                if self._elapsed(start) >= _BYTE_US:
-                    raise PN532Timeout("UART frame cut short")
-                clock.advance(_IRQ_POLL_US)
-            uart.readinto(self._one)
-            rx[self._have] = self._one[0]
-            self._have += 1
-        return 0
-
-    def _wait_ready(self, timeout_us):
-        self._have = 0  # a new frame starts
-        clock = self._clock
-        start = clock.now()
-        while not self._uart.any():
-            if self._elapsed(start) >= timeout_us:
-                return False
-            clock.advance(_IRQ_POLL_US)
-        return True
 
 
 _ABSENT_POLLS = const(2)

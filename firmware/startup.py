@@ -19,9 +19,9 @@ from firmware import settings as settings_mod
 # a few ms; the smallest heap a purchase needs drops by about 8 KB on 32 bits (make bench-heap).
 _COLLECT_EVERY = const(8192)
 
-# Imported only to boot: dropped once the board is built (the board profile stays, the runtime
-# calls its set_clock). boards.common keeps its Board class alive through the board.
-BOOT_ONLY = ("firmware.startup", "firmware.settings", "firmware.keystore")
+# Imported only to boot: dropped once the board is built (the board profile stays: the runtime
+# calls its set_clock and free_heap).
+BOOT_ONLY = ("firmware.startup", "firmware.settings", "firmware.keystore", "boards.common")
 
 
 def board_name():

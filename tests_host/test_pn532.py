@@ -7,14 +7,10 @@ import gc
 import micropython
 
 from drivers import democard
-from drivers.pn532 import (
-    PN532_I2C,
-    PN532_SPI,
-    PN532_UART,
-    PN532Error,
-    PN532Reader,
-    PN532Timeout,
-)
+from drivers.pn532 import PN532Error, PN532Reader, PN532Timeout
+from drivers.pn532_i2c import PN532_I2C
+from drivers.pn532_spi import PN532_SPI
+from drivers.pn532_uart import PN532_UART
 from tools.models import emvcard
 from tools.models.bus import SimI2C, SimPin, SimSPI, SimUART, VirtualClock
 from tools.models.pn532 import PN532Model, frame, mirror

@@ -46,15 +46,15 @@ def held(*names):
     gc.collect()
     return gc.mem_alloc() - before
 print(held('firmware.app', 'drivers.keypad', 'drivers.display', 'drivers.ssd1306',
-           'drivers.escpos', 'boards.common'),
-      held('drivers.pn532', 'drivers.emv'), held('drivers.mfrc522'),
-      held('firmware.startup', 'firmware.settings', 'firmware.keystore'),
+           'drivers.escpos'),
+      held('drivers.pn532', 'drivers.pn532_i2c', 'drivers.emv'), held('drivers.mfrc522'),
+      held('firmware.startup', 'firmware.settings', 'firmware.keystore', 'boards.common'),
       held('firmware.wifi', 'firmware.sntp'),
       held('boards.sim', 'tools.models.bus', 'tools.models.pn532', 'tools.models.emvcard',
            'tools.models.tags', 'tools.models.keypad', 'tools.models.ssd1306',
            'tools.models.escpos'))
 """
-PARTS = ("firmware, keypad, display, printer", "PN532 reader with EMV", "RC522 reader",
+PARTS = ("firmware, keypad, display, printer", "PN532 reader on I2C, with EMV", "RC522 reader",
          "start-up (dropped after boot)", "Wi-Fi and NTP", "chip models (simulated board only)")
 
 

@@ -15,7 +15,9 @@ import sys
 sys.path.insert(0, "")
 
 from drivers import democard  # noqa: E402
-from drivers.pn532 import PN532_I2C, PN532_SPI, PN532Reader  # noqa: E402
+from drivers.pn532 import PN532Reader  # noqa: E402
+from drivers.pn532_i2c import PN532_I2C  # noqa: E402
+from drivers.pn532_spi import PN532_SPI  # noqa: E402
 from tools.models import emvcard  # noqa: E402
 from tools.models.bus import SimI2C, SimPin, SimSPI, VirtualClock  # noqa: E402
 from tools.models.pn532 import PN532Model  # noqa: E402

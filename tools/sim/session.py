@@ -536,9 +536,13 @@ def loaded_modules(image, config):
     def setting(name):
         return config.get(name, DEFAULTS[name])
 
-    rc522 = setting("reader") == "rc522"
-    unused = {"drivers/pn532", "drivers/emv", "tools/models/pn532"} if rc522 else {
-        "drivers/mfrc522", "tools/models/mfrc522"}
+    reader = setting("reader")
+    unused = {"drivers/pn532_uart"} | {"drivers/" + kind for kind in ("pn532_i2c", "pn532_spi")
+                                       if kind != reader}
+    if reader == "rc522":
+        unused |= {"drivers/pn532", "drivers/emv", "tools/models/pn532"}
+    else:
+        unused |= {"drivers/mfrc522", "tools/models/mfrc522"}
     if not setting("wifi_ssid"):
         unused |= {"firmware/wifi", "tools/models/wlan"}
     if not setting("ntp_host"):
