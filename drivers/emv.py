@@ -29,7 +29,7 @@ PPSE = b"2PAY.SYS.DDF01"
 TTQ = b"\x24\x80\x00\x00"
 
 # Tags whose format is numeric (n): padded and truncated on the left (EMV Book 3, 5.4).
-_NUMERIC = (0x9F02, 0x9F03, 0x5F2A, 0x9A, 0x9C, 0x9F1A, 0x9F21, 0x5F36)
+_NUMERIC = const((0x9F02, 0x9F03, 0x5F2A, 0x9A, 0x9C, 0x9F1A, 0x9F21, 0x5F36))
 
 
 class EmvError(ValueError):

@@ -73,20 +73,20 @@ _ESC = const(0x1B)
 _GS = const(0x1D)
 _LF = const(0x0A)
 
-_INIT = b"\x1b@"
-_BOLD_ON = b"\x1bE\x01"
-_BOLD_OFF = b"\x1bE\x00"
-_CENTER = b"\x1ba\x01"
-_LEFT = b"\x1ba\x00"
-_BIG_ON = b"\x1d!\x11"  # GS ! : double width and double height
-_BIG_OFF = b"\x1d!\x00"
-_CUT = b"\x1dV\x01"  # partial cut: leaves a tab, the usual choice on receipt printers
+_INIT = const(b"\x1b@")
+_BOLD_ON = const(b"\x1bE\x01")
+_BOLD_OFF = const(b"\x1bE\x00")
+_CENTER = const(b"\x1ba\x01")
+_LEFT = const(b"\x1ba\x00")
+_BIG_ON = const(b"\x1d!\x11")  # GS ! : double width and double height
+_BIG_OFF = const(b"\x1d!\x00")
+_CUT = const(b"\x1dV\x01")  # partial cut: leaves a tab, the usual choice on receipt printers
 # DLE EOT 4 (roll paper sensor) then DLE EOT 2 (offline cause: cover, stopped at paper end).
 STATUS_DLE = b"\x10\x04\x04\x10\x04\x02"
 STATUS_ESCV = b"\x1bv\x00"
 # QR (GS ( k, function 165/167/169/180/181): model 2, module size 4 dots, error correction M.
-_QR_SETUP = b"\x1d(k\x04\x001A2\x00" b"\x1d(k\x03\x001C\x04" b"\x1d(k\x03\x001E1"
-_QR_PRINT = b"\x1d(k\x03\x001Q0"
+_QR_SETUP = const(b"\x1d(k\x04\x001A2\x00" b"\x1d(k\x03\x001C\x04" b"\x1d(k\x03\x001E1")
+_QR_PRINT = const(b"\x1d(k\x03\x001Q0")
 QR_MODULE_DOTS = 4
 # Byte-mode capacity at error correction M, versions 1 to 10 (ISO/IEC 18004 table 7).
 QR_CAPACITY_M = (14, 26, 42, 62, 84, 106, 122, 152, 180, 213)

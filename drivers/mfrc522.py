@@ -98,7 +98,7 @@ _ADDR_READ = const(0x80)
 _RD_STATUS = bytes((0x80 | (_ERROR << 1), 0x80 | (_FIFO_LEVEL << 1),
                     0x80 | (_CONTROL << 1), 0x80 | (_COLL << 1), 0))
 _RD_CRC = bytes((0x80 | (_CRC_RESULT_L << 1), 0x80 | (_CRC_RESULT_H << 1), 0))
-_SEL = b"\x93\x95\x97"
+_SEL = const(b"\x93\x95\x97")
 
 
 class ReaderError(Exception):

@@ -53,12 +53,12 @@ IRQ_POLL_US = const(_IRQ_POLL_US)  # for the transports
 # no-card poll at a few ms.
 PASSIVE_RETRIES = 1
 
-_ACK = b"\x00\x00\xff\x00\xff\x00"
-_NACK = b"\x00\x00\xff\xff\x00\x00"
-_ARGS_LIST = b"\x01\x00"  # MaxTg 1, BrTy 0: 106 kbps type A
-_ARGS_SAM = b"\x01\x14\x01"  # normal mode, virtual card timeout 1 s, use the IRQ pin
-_ARGS_RELEASE = b"\x01"
-_ARGS_NONE = b""
+_ACK = const(b"\x00\x00\xff\x00\xff\x00")
+_NACK = const(b"\x00\x00\xff\xff\x00\x00")
+_ARGS_LIST = const(b"\x01\x00")  # MaxTg 1, BrTy 0: 106 kbps type A
+_ARGS_SAM = const(b"\x01\x14\x01")  # normal mode, virtual card timeout 1 s, use the IRQ pin
+_ARGS_RELEASE = const(b"\x01")
+_ARGS_NONE = const(b"")
 
 try:
     from time import sleep_us as _sleep_us
@@ -328,9 +328,9 @@ class PN532:
 
 _ABSENT_POLLS = const(2)
 _MAX_FAULTS = const(20)
-_NTAG_READ_4 = b"\x30\x04"
-_NTAG_READ_8 = b"\x30\x08"
-_CLASSIC_KEY_A = b"\xff\xff\xff\xff\xff\xff"
+_NTAG_READ_4 = const(b"\x30\x04")
+_NTAG_READ_8 = const(b"\x30\x08")
+_CLASSIC_KEY_A = const(b"\xff\xff\xff\xff\xff\xff")
 
 
 class PN532Reader:

@@ -47,9 +47,9 @@ else:  # CPython: the runtime also runs there, in tests
 _NOT_CONNECTED = tuple(getattr(errno, name) for name in
                        ("ECONNREFUSED", "EHOSTUNREACH", "ENOTCONN") if hasattr(errno, name))
 # Exchanges the terminal starts by itself, and the modes in which keys are being typed.
-_BACKGROUND = ("reversal", "advice")
-_ENTRY = ("amount", "pin")
-_MAX_FRAME = 4096  # larger than any message we exchange; a bigger prefix is garbage
+_BACKGROUND = const(("reversal", "advice"))
+_ENTRY = const(("amount", "pin"))
+_MAX_FRAME = const(4096)  # larger than any message we exchange; a bigger prefix is garbage
 # Heap a purchase over TLS needs beyond the idle terminal's, fragmentation included: the
 # smallest heap three purchases pass in, less the idle live heap, on 32 bits (make bench-heap),
 # rounded up. Objects on a 64-bit port are up to twice as large.
@@ -58,10 +58,10 @@ _WORD_SCALE = 2 if sys.maxsize > 1 << 32 else 1
 # NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
 # second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
 # doubled per failure up to 10 minutes: nothing waits for it (receipts carry the RTC's time).
-_NTP_PERIOD_MS = 6 * 3600 * 1000
-_NTP_RETRY_MS = 10000
-_NTP_RETRY_MAX_MS = 600000
-_NTP_TIMEOUT_MS = 3000  # one query; a server on the far side of the world answers in 0.3 s
+_NTP_PERIOD_MS = const(6 * 3600 * 1000)
+_NTP_RETRY_MS = const(10000)
+_NTP_RETRY_MAX_MS = const(600000)
+_NTP_TIMEOUT_MS = const(3000)  # one query; a server on the far side of the world answers in 0.3 s
 
 
 # MicroPython's bare-metal ports (the ESP32 among them) count time.time() from 2000-01-01, the

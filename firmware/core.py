@@ -11,6 +11,8 @@ reversals, unprinted receipts, unsent confirmations) are rebuilt from the journa
 """
 
 
+from micropython import const
+
 from firmware import dukpt, iso8583, msgkeys, pinblock, receipt, screens
 
 PROC_PURCHASE = "000000"
@@ -37,20 +39,20 @@ QUERY = "query"  # asking the host what became of it
 PRINTING = "printing"
 MESSAGE = "message"  # a result on screen until message_ms or a key
 
-_DIGITS = "0123456789"
+_DIGITS = const("0123456789")
 # Status query answers that tell what became of the purchase: approved, no record, or the
 # original's decline. Anything else (63 the query itself refused, 91, 96) is no answer.
-_QUERY_OUTCOMES = ("00", "25", "05", "14", "51", "54", "55", "61", "75", "94")
+_QUERY_OUTCOMES = const(("00", "25", "05", "14", "51", "54", "55", "61", "75", "94"))
 # A reversal or advice is done at the host when answered 00 (or 25: the host has no such
 # transaction, so there is nothing to reverse or confirm).
-_ACKNOWLEDGED = ("00", "25")
+_ACKNOWLEDGED = const(("00", "25"))
 # Answers to a purchase that say nothing of it: no answer (the status query goes). 63: the host
 # refused the request itself (its MAC failed, or its KSN was used before: a replayed copy of
 # ours got there first). 94: the host holds this STAN already, and the terminal never sends a
 # STAN twice, so another copy of this very request was decided first: it may be charged (a
 # duplicated static-key request's second answer, taken as a decline, left a charge without a
 # receipt in the DST).
-_NO_DECISION = ("63", "94")
+_NO_DECISION = const(("63", "94"))
 
 
 class Terminal:

@@ -55,12 +55,12 @@ _SPEC = {
     128: (_B, 0, 8),
 }
 # Encoding order: ascending field number, as the bitmap requires.
-_ORDER = (2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 53, 60, 90)
+_ORDER = const((2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 53, 60, 90))
 # Fields whose values `matches` compares (docs/protocol.md: TID, STAN, processing code, amount).
-_MATCH = (41, 11, 3, 4)
+_MATCH = const((41, 11, 3, 4))
 # Not sent in answers, but an answer that does carry it must agree: an approval in another
 # currency is not an approval of this purchase.
-_MATCH_IF_SENT = (49,)
+_MATCH_IF_SENT = const((49,))
 
 
 class MacError(ValueError):

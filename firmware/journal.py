@@ -16,8 +16,10 @@ import json
 import os
 import struct
 
+from micropython import const
+
 _HEADER = struct.calcsize(">HI")
-_MAX_PAYLOAD = 1024  # a record is a few hundred bytes; anything longer is corruption
+_MAX_PAYLOAD = const(1024)  # a record is a few hundred bytes; anything longer is corruption
 
 
 class Journal:
