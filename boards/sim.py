@@ -461,7 +461,11 @@ class Board:
             self._link._pending = None
             print("sim: no board link (POS_SIM_LINK): peripherals idle")
         else:
+            gc.collect()
+            before = gc.mem_alloc()
             await self._link.open("127.0.0.1", int(port))
+            gc.collect()
+            self.model_heap += gc.mem_alloc() - before  # its socket, streams and reading task
             self._link.send({"hello": 1})
         self.log(heap_report(self.model_heap))
         if port is None:
