@@ -104,29 +104,33 @@ del _os, _here, _reset, _shim
 # The simulated board's profile, imported before main.py (which then finds it loaded) with the
 # heap it took recorded in it: the simulation's own weight (boards/sim.py heap_report). What it
 # shares with the firmware is imported first, so it counts as the firmware's: the modules, and
-# the firmware's names (qstrs), interned as a board interns them; then, in the weighed window,
-# the simulation's names, so that the qstr pools they add (pools double: 9 KB for the pool
-# after 1260 names, on 32 bits) are allocated there, not the firmware's, and while the heap is
-# still in one piece.
+# the firmware's names (qstrs), interned as a board interns them, by importing a module of
+# nothing but those names from the same place as the firmware's code (names_source): from
+# ROMFS a name's characters stay in flash, from a .mpy file they are copied into the heap.
+# Then, in the weighed window, the simulation's names the same way, so that the qstr pools they
+# add (pools double: 9 KB for the pool after 1260 names, on 32 bits) are allocated there, not
+# the firmware's, and while the heap is still in one piece.
 _PRELOAD = """
 import gc, binascii, json, os, asyncio, boards
-def _intern(path):
-    # Collected often: the lines read are garbage, and left to pile up between the qstr chunks
-    # they would scatter those over the heap (a board interns its names as it loads modules).
-    gc.threshold(1024)
-    f = open(path)
-    for name in f:
-        hasattr(sys, name[:-1])  # interns it
-    f.close()
-    gc.threshold(-1)
-_intern(%(names)r)
+def _names(module):
+    if module is None:
+        return
+    __import__(module)
+    names = sys.modules.pop(module)
+    package, _, leaf = module.rpartition('.')
+    delattr(sys.modules[package], leaf)
+    # The names importing makes from strings in RAM (a module's file path, its name in its
+    # package), which are copied into the heap on a board too.
+    for name in names.COPIED:
+        hasattr(sys, name)
+_names(%(names)r)
 gc.collect()
 _before = gc.mem_alloc()
-_intern(%(own_names)r)
+_names(%(own_names)r)
 import %(module)s as _profile
 gc.collect()
 _profile.IMPORT_HEAP = gc.mem_alloc() - _before
-del _profile, _before, _intern
+del _profile, _before, _names
 """
 
 _RUN = """
@@ -156,9 +160,9 @@ def boot_source(lib, *, romfs=None, board=True, run=("boot.py", "main.py"), here
     """The unix port's -c program: sys.path as the port sets it (here: the folder the firmware's
     files are in, '' the current one as on a board; lib: the board's /lib), the ROMFS partition
     file `romfs` mounted at /rom (None: no ROM partition), the board shims, then the scripts
-    `run`, in order. preload: (module, firmware names file, its own names file): the module is
-    imported and weighed, after the firmware's names and with its own (files of one name a
-    line, see mpy_qstrs and _PRELOAD)."""
+    `run`, in order. preload: (module, the firmware's names module, its own names module): the
+    module is imported and weighed, after the firmware's names and with its own (modules made
+    by names_source, see _PRELOAD)."""
     path = [here, ".frozen"]
     if romfs is not None:
         path += ["/rom", "/rom/lib"]
@@ -170,8 +174,7 @@ def boot_source(lib, *, romfs=None, board=True, run=("boot.py", "main.py"), here
         parts.append(_BOARD)
     if preload:
         module, names, own_names = preload
-        parts.append(_PRELOAD % {"module": module, "names": str(names),
-                                 "own_names": str(own_names)})
+        parts.append(_PRELOAD % {"module": module, "names": names, "own_names": own_names})
     parts.append(_RUN % {"run": list(run)})
     return "".join(parts)
 
@@ -219,3 +222,29 @@ def _vuint(data, at):
         value = value << 7 | byte & 0x7F
         if not byte & 0x80:
             return value, at
+
+
+def names_source(names, copied=()):
+    """Python source of a module whose qstr table holds `names`, so that importing it interns
+    them as importing the modules they come from would (from ROMFS their characters stay in
+    flash, from a .mpy file they are copied into the heap); and COPIED, the names import makes
+    from strings in RAM, to be interned from the list. A name that is neither an identifier, a
+    dotted module name nor a string of up to 10 characters (which the compiler interns) is
+    interned from the list too (a module's source file name)."""
+    import keyword
+
+    def word(name):
+        return name.isidentifier() and not keyword.iskeyword(name)
+
+    lines = ["def _names(x):  # never called: its code holds the names\n"]
+    copied = list(copied)
+    for name in names:
+        if word(name):
+            lines.append("    x.%s\n" % name)
+        elif "." in name and all(word(part) for part in name.split(".")):
+            lines.append("    import %s\n" % name)
+        elif len(name) <= 10:
+            lines.append("    x[%r]\n" % name)
+        else:
+            copied.append(name)
+    return "".join(lines) + "\n\nCOPIED = %r\n" % (tuple(copied),)

@@ -101,19 +101,34 @@ def build(out, arch=None, packages=PACKAGES, board=None, sources=SOURCES):
     return rows
 
 
+def compile_source(text, dest, name, arch=None):
+    """Compile Python source `text` to the .mpy file dest, `name` as its source file name."""
+    dest = Path(dest)
+    src = dest.with_suffix(".py")
+    src.write_text(text)
+    cmd = [mpy_cross(), "-o", str(dest), "-s", name] + (["-march=" + arch] if arch else [])
+    try:
+        subprocess.run(cmd + [str(src)], check=True, capture_output=True, text=True)
+    finally:
+        src.unlink()
+
+
 def romfs_path(out):
     """Where the ROMFS image of the filesystem image in `out` goes: beside it, out + .romfs."""
     out = Path(out)
     return out.with_name(out.name + ".romfs")
 
 
-def build_romfs(out, arch=None, packages=PACKAGES, board=None):
+def build_romfs(out, arch=None, packages=PACKAGES, board=None, staged=None):
     """boot.py and main.py into out, the compiled packages into the ROMFS image
-    romfs_path(out) (staged in out + .rom); return the rows, the image as the last one."""
+    romfs_path(out) (staged in out + .rom, where staged(folder) may add files before the image
+    is made); return the rows, the image as the last one."""
     out = Path(out)
     staging = out.with_name(out.name + ".rom")
     rows = build(out, sources=SOURCES, packages=())
     rows += build(staging, arch, packages, board, sources=())
+    if staged:
+        staged(staging)
     image = romfs_path(out)
     cmd = [sys.executable, "-m", "mpremote", "romfs", "-o", str(image), "build", str(staging)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)

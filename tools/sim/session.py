@@ -557,17 +557,29 @@ def loaded_modules(image, config):
     return firmware, own
 
 
-def qstr_lines(modules, skip=()):
-    """The names (qstrs) the .mpy files `modules` intern, one a line, those in skip left out."""
-    from tools.boardboot import mpy_qstrs
+def add_names(folder, config, mount):
+    """tools/firmware_names.mpy and tools/sim_names.mpy in the compiled image `folder`: modules
+    of the names the firmware's modules, and then the simulation's, intern (what the settings
+    `config` load: loaded_modules), for the start-up program to intern them in that order
+    (tools/boardboot.py, _PRELOAD). `mount`: where the board finds `folder` (/rom, or the
+    folder itself): importing a module interns its file's path there."""
+    from tools.boardboot import mpy_qstrs, names_source
+    from tools.build import compile_source
 
-    seen, lines = set(skip), []
-    for path in modules:
-        for name in mpy_qstrs(path):
-            if name not in seen:
-                seen.add(name)
-                lines.append(name + "\n")
-    return "".join(lines)
+    folder = Path(folder)
+    firmware, own = loaded_modules(folder, config)
+    seen = set()
+    for modules, name in ((firmware, "firmware_names"), (own, "sim_names")):
+        names = []
+        for path in modules:
+            for qstr in mpy_qstrs(path):
+                if qstr not in seen:
+                    seen.add(qstr)
+                    names.append(qstr)
+        copied = ["%s/%s" % (mount, p.relative_to(folder).as_posix()) for p in modules]
+        copied += sorted({p.stem for p in modules} - seen)  # its name in its package
+        compile_source(names_source(names, copied), folder / "tools" / (name + ".mpy"),
+                       "tools/%s.py" % name)
 
 
 class SimSession:
@@ -667,12 +679,16 @@ class SimSession:
         heapsize = self.heapsize or DEFAULT_HEAPSIZE
         image = (self.out / "image").resolve()
         rom = None
+        names = ("tools.firmware_names", "tools.sim_names")
         if self.main is not None:
+            # From source: compiled as imported, so no names to intern ahead of them.
             main_path, here = (REPO / self.main).resolve(), str(REPO)
+            names = (None, None)
         elif self.code == "romfs":
             # As on a board with a ROM partition: the packages in a ROMFS image at /rom, main.py
             # and boot.py as source on the filesystem.
-            build_romfs(image, packages=SIM_PACKAGES)
+            build_romfs(image, packages=SIM_PACKAGES,
+                        staged=lambda rom: add_names(rom, config, "/rom"))
             rom = romfs_path(image)
             main_path, here = image / "main.py", ""
             if self.heapsize is None:
@@ -680,18 +696,13 @@ class SimSession:
         else:
             # As on a board: the firmware precompiled to .mpy, main.py and boot.py as source.
             build(image, packages=SIM_PACKAGES)
+            add_names(image, config, str(image))
             main_path, here = image / "main.py", str(image)
         # Started the way the port starts a board (tools/boardboot.py); the sim's own profile
         # is imported first and weighed, so that the boot log can say what the firmware holds.
-        firmware, own = loaded_modules(image.with_name(image.name + ".rom") if rom else image,
-                                       config)
-        names = self.out.resolve() / "firmware.qstrs"
-        names.write_text(qstr_lines(firmware))
-        own_names = self.out.resolve() / "sim.qstrs"
-        own_names.write_text(qstr_lines(own, skip=names.read_text().split()))
         boot = boot_source(str(self.out.resolve() / "lib"), romfs=rom, board=False,
                            run=[str(main_path)], here=here,
-                           preload=("boards.sim", names, own_names))
+                           preload=("boards.sim",) + names)
         self.events.emit("config", settings=masked_settings(config), heapsize=heapsize,
                          code="source" if self.main else self.code)
         self.firmware = Firmware(self.events, env, self.out / "firmware.log", heapsize,
