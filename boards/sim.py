@@ -36,6 +36,7 @@ ROOT = "/flash"
 # Heap this module took to import, set by the sim's start-up program (tools/boardboot.py), which
 # imports it before main.py does: the simulation's weight, never the firmware's.
 IMPORT_HEAP = 0
+BOOT_HEAP = 0  # the start-up program's own heap: on a board, the port's C start-up code
 _bdev_heap = 0  # the flash's block device (on a board, C code and no heap)
 # Erased NOR flash reads as 0xFF. Allocated at import, while the heap is in one piece: an erase
 # must not need 4 KB in one block of a fragmented heap.
@@ -502,10 +503,10 @@ def heap_report(model_heap):
     """The boot log's line of all that the simulation holds in the heap, which a board does not:
     the firmware's share of a heap is what it was given minus this."""
     rom = getattr(vfs, "rom_heap", 0)
-    total = IMPORT_HEAP + model_heap + _bdev_heap + rom
-    return ("sim: the simulation holds %d bytes of heap: board module %d, chip models and "
-            "board link %d, flash block device %d, ROMFS image %d (flash on a board)"
-            % (total, IMPORT_HEAP, model_heap, _bdev_heap, rom))
+    total = BOOT_HEAP + IMPORT_HEAP + model_heap + _bdev_heap + rom
+    return ("sim: the simulation holds %d bytes of heap: start-up program %d, board module %d, "
+            "chip models and board link %d, flash block device %d, ROMFS image %d (flash on a "
+            "board)" % (total, BOOT_HEAP, IMPORT_HEAP, model_heap, _bdev_heap, rom))
 
 
 _flash = None

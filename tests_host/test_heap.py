@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SIM_LINE = re.compile(r"sim: the simulation holds (\d+) bytes of heap: board module (\d+), "
-                      r"chip models and board link (\d+), flash block device (\d+), "
-                      r"ROMFS image (\d+)")
+SIM_LINE = re.compile(r"sim: the simulation holds (\d+) bytes of heap: start-up program (\d+), "
+                      r"board module (\d+), chip models and board link (\d+), "
+                      r"flash block device (\d+), ROMFS image (\d+)")
 
 
 def _run(tmp, name, steps, code, heapsize=None, config=None):
@@ -46,9 +46,9 @@ def _boot_heap(tmp, code):
 @pytest.mark.parametrize("code", ["romfs", "mpy"])
 def test_the_simulation_logs_all_it_holds(tmp_path, code):
     out, live, line = _boot_heap(tmp_path, code)
-    total, module, models, bdev, rom = (int(g) for g in line.groups())
-    assert total == module + models + bdev + rom
-    assert module > 4096 and models > 0 and bdev > 0  # module: the flash's erase buffer too
+    total, boot, module, models, bdev, rom = (int(g) for g in line.groups())
+    assert total == boot + module + models + bdev + rom
+    assert boot > 0 and module > 4096 and models > 0 and bdev > 0  # module: the erase buffer
     if code == "romfs":
         # The image's bytes, in the heap here and in flash on a board (the partition object
         # and the rounding to GC blocks add a few hundred bytes).

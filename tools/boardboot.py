@@ -111,7 +111,11 @@ del _os, _here, _reset, _shim
 # add (pools double: 9 KB for the pool after 1260 names, on 32 bits) are allocated there, not
 # the firmware's, and while the heap is still in one piece.
 _PRELOAD = """
-import gc, binascii, json, os, asyncio, boards
+import gc
+gc.collect()
+# This program so far, the ROM partition's bytes aside: on a board, C code, not heap.
+_boot_heap = gc.mem_alloc() - getattr(sys.modules.get('vfs'), 'rom_heap', 0)
+import binascii, json, os, asyncio, boards
 def _names(module):
     if module is None:
         return
@@ -130,7 +134,8 @@ _names(%(own_names)r)
 import %(module)s as _profile
 gc.collect()
 _profile.IMPORT_HEAP = gc.mem_alloc() - _before
-del _profile, _before, _names
+_profile.BOOT_HEAP = _boot_heap
+del _profile, _before, _names, _boot_heap
 """
 
 _RUN = """
