@@ -50,10 +50,10 @@ _NOT_CONNECTED = tuple(getattr(errno, name) for name in
 _BACKGROUND = const(("reversal", "advice"))
 _ENTRY = const(("amount", "pin"))
 _MAX_FRAME = const(4096)  # larger than any message we exchange; a bigger prefix is garbage
-# Heap a purchase over TLS needs beyond the idle terminal's, fragmentation included: the
-# smallest heap three purchases pass in, less the idle live heap, on 32 bits (make bench-heap),
-# rounded up. Objects on a 64-bit port are up to twice as large.
-_PURCHASE_HEAP = const(16384)
+# Free heap at boot that purchases over TLS need, fragmentation included: what this check sees
+# in the smallest heap three purchases pass in (make bench-heap), on 32 bits, rounded down, so
+# that it never refuses a heap that works. Objects on a 64-bit port are up to twice as large.
+_PURCHASE_HEAP = const(13312)
 _WORD_SCALE = 2 if sys.maxsize > 1 << 32 else 1
 # NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
 # second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
