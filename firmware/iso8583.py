@@ -18,8 +18,6 @@ from micropython import const
 
 from .cmac import cmac
 
-MAX_MESSAGE = const(4096)  # bigger than any message of ours by far; bounds the receive buffer
-
 _N = const(0)  # ASCII digits
 _AN = const(1)  # printable ASCII (an: hosts put spaces in auth codes, so not only alnum)
 _ANS = const(2)  # printable ASCII
@@ -284,53 +282,3 @@ def matches(request_mti, request_fields, response_mti, response_fields):
                 field, request_fields.get(field)):
             return False
     return True
-
-
-def frame(message):
-    """Prefix `message` with its 2-byte big-endian length, as the host link carries it."""
-    n = len(message)
-    if n < 1 or n > MAX_MESSAGE:
-        raise ValueError("message length %d" % n)
-    return n.to_bytes(2, "big") + message
-
-
-def message_length(prefix):
-    """Length announced by a 2-byte prefix (e.g. from `await reader.readexactly(2)`); raises
-    ValueError when it is zero or above MAX_MESSAGE, i.e. not a message of ours."""
-    if len(prefix) != 2:
-        raise ValueError("length prefix")
-    n = (prefix[0] << 8) | prefix[1]
-    if n < 1 or n > MAX_MESSAGE:
-        raise ValueError("message length %d" % n)
-    return n
-
-
-class FrameReader:
-    """Splits a byte stream into length-prefixed messages. `feed(data)` returns the list of
-    messages completed so far (often empty). A bad length raises ValueError: the stream cannot
-    be resynchronised then, the connection must be closed. The buffer never holds more than
-    one message plus what a single feed brought."""
-
-    def __init__(self, max_message=MAX_MESSAGE):
-        self._max = max_message
-        self._buf = bytearray()
-
-    def feed(self, data):
-        buf = self._buf
-        buf.extend(data)
-        done = []
-        while len(buf) >= 2:
-            n = (buf[0] << 8) | buf[1]
-            if n < 1 or n > self._max:
-                self._buf = bytearray()
-                raise ValueError("message length %d" % n)
-            if len(buf) < 2 + n:
-                break
-            done.append(bytes(buf[2 : 2 + n]))
-            buf = buf[2 + n :]
-        self._buf = buf
-        return done
-
-    def pending(self):
-        """Bytes received that do not make a whole message yet."""
-        return len(self._buf)

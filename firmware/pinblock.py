@@ -7,7 +7,9 @@
 The PIN arrives as a bytearray of ASCII digits plus a length, never as a str, so the caller can
 zero its buffer afterwards (S7: the PIN is never kept); the plaintext PIN field built here is
 zeroed before returning for the same reason. The random fill is passed in so the function is
-deterministic under test; on the board the caller passes os.urandom(8).
+deterministic under test; on the board the caller passes os.urandom(8). The terminal only
+enciphers: deciphering is the host's (tools/host/pinblock.py) and the tests'
+(tests_host/pinblock_peer.py).
 """
 
 from cryptolib import aes
@@ -80,33 +82,3 @@ def encipher(pin_key, pin_digits, pin_len, pan, random_bytes):
         # The enciphered result has been copied out; wipe what may still hold the PIN.
         for i in range(_BLOCK):
             field[i] = 0
-
-
-def decipher(pin_key, block, pan):
-    """Return the PIN (str of digits) from an enciphered format 4 block; the host side and the
-    tests use it. Raises ValueError when the block is not a well-formed format 4 PIN field."""
-    if len(block) != _BLOCK:
-        raise ValueError("PIN block length")
-    pan_field = _pan_field(pan)
-    cipher = aes(pin_key, _ECB)
-    field = bytearray(block)
-    cipher.decrypt(field, field)
-    for i in range(_BLOCK):
-        field[i] ^= pan_field[i]
-    cipher.decrypt(field, field)
-    if field[0] >> 4 != 4:
-        raise ValueError("not format 4")
-    pin_len = field[0] & 0x0F
-    if pin_len < _PIN_MIN or pin_len > _PIN_MAX:
-        raise ValueError("PIN length")
-    digits = []
-    for i in range(14):
-        pos = 2 + i
-        d = field[pos >> 1] & 0x0F if pos & 1 else field[pos >> 1] >> 4
-        if i < pin_len:
-            if d > 9:
-                raise ValueError("PIN digit")
-            digits.append(chr(0x30 + d))
-        elif d != _FILL:
-            raise ValueError("PIN fill")
-    return "".join(digits)

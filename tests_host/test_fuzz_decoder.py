@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware import iso8583
-from tools import fuzz
+from tools import framing, fuzz
 
 # Under the DUKPT key the host derives for the KSN they carry (fuzz._remac's key), so that the
 # decoder's accepting path is reached.
@@ -66,8 +66,8 @@ def test_byte_edits(good, edits):
 @given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=4),
        st.lists(st.integers(1, 50), min_size=1, max_size=20))
 def test_frame_reader_chunking(messages, steps):
-    stream = b"".join(iso8583.frame(m) for m in messages)
-    reader = iso8583.FrameReader()
+    stream = b"".join(framing.frame(m) for m in messages)
+    reader = framing.FrameReader()
     got = []
     pos = i = 0
     while pos < len(stream):
@@ -85,8 +85,8 @@ def test_read_frame_never_raises(data, reset_at):
     got = fuzz.read_frame_sync(data, reset_at)
     if got is not None:
         n = (data[0] << 8) | data[1]
-        assert 1 <= n <= iso8583.MAX_MESSAGE and got == data[2 : 2 + n]
+        assert 1 <= n <= framing.MAX_MESSAGE and got == data[2 : 2 + n]
     try:
-        iso8583.FrameReader().feed(data)
+        framing.FrameReader().feed(data)
     except ValueError:
         pass

@@ -8,6 +8,7 @@ from binascii import unhexlify
 
 from firmware import iso8583
 from firmware.cmac import cmac
+from tools import framing
 
 _KEY = unhexlify("2B7E151628AED2A6ABF7158809CF4F3C")
 _OTHER_KEY = unhexlify("000102030405060708090A0B0C0D0E0F")
@@ -216,31 +217,31 @@ def test_matches():
 def test_frame_and_reader():
     a = iso8583.encode("0210", MESSAGES[1][1], _KEY)
     b = iso8583.encode("0410", MESSAGES[8][1], _KEY)
-    fa = iso8583.frame(a)
+    fa = framing.frame(a)
     assert fa[:2] == len(a).to_bytes(2, "big") and fa[2:] == a
-    assert iso8583.message_length(fa[:2]) == len(a)
-    stream = fa + iso8583.frame(b)
-    reader = iso8583.FrameReader()
+    assert framing.message_length(fa[:2]) == len(a)
+    stream = fa + framing.frame(b)
+    reader = framing.FrameReader()
     got = []
     for i in range(len(stream)):
         got.extend(reader.feed(stream[i : i + 1]))
     assert got == [a, b] and reader.pending() == 0
-    reader = iso8583.FrameReader()
+    reader = framing.FrameReader()
     assert reader.feed(stream) == [a, b]
     assert reader.feed(fa[:5]) == [] and reader.pending() == 5
     assert reader.feed(fa[5:]) == [a]
 
 
 def test_frame_limits():
-    assert _raises(ValueError, iso8583.frame, b"")
+    assert _raises(ValueError, framing.frame, b"")
     # Only the rejection at the limit: a 4 KB success case would measure the test heap.
-    assert _raises(ValueError, iso8583.frame, bytes(iso8583.MAX_MESSAGE + 1))
-    assert iso8583.frame(bytes(300))[:2] == b"\x01\x2c"
+    assert _raises(ValueError, framing.frame, bytes(framing.MAX_MESSAGE + 1))
+    assert framing.frame(bytes(300))[:2] == b"\x01\x2c"
     for prefix in (b"\x00\x00", b"\x10\x01", b"\xff\xff"):
-        assert _raises(ValueError, iso8583.message_length, prefix)
-        assert _raises(ValueError, iso8583.FrameReader().feed, prefix)
-    assert _raises(ValueError, iso8583.message_length, b"\x00")
-    small = iso8583.FrameReader(100)
+        assert _raises(ValueError, framing.message_length, prefix)
+        assert _raises(ValueError, framing.FrameReader().feed, prefix)
+    assert _raises(ValueError, framing.message_length, b"\x00")
+    small = framing.FrameReader(100)
     assert _raises(ValueError, small.feed, b"\x00\x65")
 
 

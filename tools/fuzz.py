@@ -45,6 +45,7 @@ from firmware import core, dukpt, iso8583  # noqa: E402
 from firmware.app import _read_frame  # noqa: E402
 from firmware.cmac import cmac  # noqa: E402
 from firmware.settings import DEFAULTS  # noqa: E402
+from tools import framing  # noqa: E402
 
 try:
     from time import ticks_diff, ticks_ms
@@ -268,7 +269,7 @@ def framing_input(rng, base):
             msgs.append(base[: 1 + rng.below(len(base))])
     stream = bytearray()
     for m in msgs:
-        stream += iso8583.frame(m)
+        stream += framing.frame(m)
     how = rng.below(6)
     if how == 1:  # a length prefix byte changed
         i = rng.below(2)
@@ -282,14 +283,14 @@ def framing_input(rng, base):
         stream += rng.bytes(rng.below(8))
     stream = bytes(stream)
     # frame() refuses what it cannot carry.
-    for n in (0, iso8583.MAX_MESSAGE + 1):
+    for n in (0, framing.MAX_MESSAGE + 1):
         try:
-            iso8583.frame(bytes(n))
+            framing.frame(bytes(n))
             return "frame() took a %d-byte message" % n
         except ValueError:
             pass
     # FrameReader over random chunks == FrameReader over the whole stream.
-    whole = iso8583.FrameReader()
+    whole = framing.FrameReader()
     try:
         want = whole.feed(stream)
         want_err = None
@@ -297,7 +298,7 @@ def framing_input(rng, base):
         want, want_err = None, e
     except Exception as e:  # noqa: BLE001
         return "FrameReader raised %r" % (e,)
-    chunked = iso8583.FrameReader()
+    chunked = framing.FrameReader()
     got = []
     got_err = None
     pos = 0
@@ -326,11 +327,11 @@ def framing_input(rng, base):
     if reset is not None and not isinstance(reset, bytes):
         return "_read_frame gave %r" % (reset,)
     n = (stream[0] << 8) | stream[1] if len(stream) >= 2 else -1
-    if 1 <= n <= iso8583.MAX_MESSAGE and len(stream) >= 2 + n:
+    if 1 <= n <= framing.MAX_MESSAGE and len(stream) >= 2 + n:
         if first != stream[2 : 2 + n]:
             return "_read_frame: wrong message"
         ok = whole_first = None
-        reader = iso8583.FrameReader()
+        reader = framing.FrameReader()
         try:
             ok = reader.feed(stream[: 2 + n])
             whole_first = ok[0] if ok else None
