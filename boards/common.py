@@ -49,7 +49,7 @@ def make_display(settings, *, i2c=None, spi=None, dc=None, res=None, cs=None):
 
         return TextDisplay(SSD1306_I2C(128, height, i2c, addr=settings["display_addr"]))
     if settings["display"] == "ssd1306_spi":
-        from drivers.ssd1306 import SSD1306_SPI
+        from drivers.ssd1306_spi import SSD1306_SPI
 
         return TextDisplay(SSD1306_SPI(128, height, spi, dc, res, cs))
     raise ValueError("display: unknown %r" % settings["display"])

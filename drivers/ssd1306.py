@@ -1,4 +1,5 @@
-"""SSD1306 OLED controller (128x64 or 128x32 monochrome panels) on I2C or 4-wire SPI.
+"""SSD1306 OLED controller (128x64 or 128x32 monochrome panels) on I2C, and on 4-wire SPI
+with drivers/ssd1306_spi.py (a module of its own: a board holds only the bus it uses).
 
 Wiring: I2C modules have SDA/SCL only (address 0x3C, 0x3D with SA0 high; the board's I2C runs at
 400 kHz, the SSD1306's fast-mode limit). SPI modules add D/C (low = command, high = data), RES
@@ -164,46 +165,3 @@ class SSD1306_I2C(SSD1306):
 
     def _data(self, page):
         self._write(self._data_vectors[page], self.width + 1)
-
-
-class SSD1306_SPI(SSD1306):
-    def __init__(self, width, height, spi, dc, res, cs):
-        self.spi = spi
-        self.dc = dc
-        self.res = res
-        self.cs = cs
-        cs(1)
-        dc(0)
-        if res is not None:
-            import time
-
-            # RES low for at least 3 us (datasheet tw(RES)); the controller is ready 2 us
-            # after it rises. 1 ms each way is generous and costs nothing at boot.
-            res(1)
-            _sleep_ms(time, 1)
-            res(0)
-            _sleep_ms(time, 1)
-            res(1)
-            _sleep_ms(time, 1)
-        super().__init__(width, height)
-
-    def _command(self, buf):
-        self.cs(1)
-        self.dc(0)
-        self.cs(0)
-        self.spi.write(buf)
-        self.cs(1)
-
-    def _data(self, page):
-        self.cs(1)
-        self.dc(1)
-        self.cs(0)
-        self.spi.write(self._page_views[page])
-        self.cs(1)
-
-
-def _sleep_ms(time, ms):
-    if hasattr(time, "sleep_ms"):
-        time.sleep_ms(ms)
-    else:  # CPython, for the host tests
-        time.sleep(ms / 1000)

@@ -9,7 +9,8 @@ import binascii
 import framebuf
 
 from drivers.display import TextDisplay, fit
-from drivers.ssd1306 import SSD1306_I2C, SSD1306_SPI, DisplayError
+from drivers.ssd1306 import SSD1306_I2C, DisplayError
+from drivers.ssd1306_spi import SSD1306_SPI
 from firmware import screens
 from tools.models.bus import SimI2C, SimPin, SimSPI, VirtualClock
 from tools.models.ssd1306 import SSD1306

@@ -14,7 +14,8 @@ sys.path.insert(0, "")
 
 from drivers.display import TextDisplay  # noqa: E402 - after the path is set
 from drivers.keypad import Keypad  # noqa: E402
-from drivers.ssd1306 import SSD1306_I2C, SSD1306_SPI  # noqa: E402
+from drivers.ssd1306 import SSD1306_I2C  # noqa: E402
+from drivers.ssd1306_spi import SSD1306_SPI  # noqa: E402
 from firmware import screens  # noqa: E402
 from firmware.settings import DEFAULTS as SETTINGS  # noqa: E402 - what screens read
 from tools.models.bus import SimI2C, SimPin, SimSPI, VirtualClock  # noqa: E402

@@ -543,6 +543,8 @@ def loaded_modules(image, config):
         unused |= {"drivers/pn532", "drivers/emv", "tools/models/pn532"}
     else:
         unused |= {"drivers/mfrc522", "tools/models/mfrc522"}
+    if setting("display") != "ssd1306_spi":
+        unused.add("drivers/ssd1306_spi")
     if not setting("wifi_ssid"):
         unused |= {"firmware/wifi", "tools/models/wlan"}
     if not setting("ntp_host"):
