@@ -13,11 +13,11 @@ def main():
     try:
         from firmware import startup
 
-        board, settings = startup.start()
+        board, settings, tls = startup.start()
         del startup  # its last reference: start() took it out of sys.modules
         from firmware import app
 
-        runtime = app.Runtime(board, settings)
+        runtime = app.Runtime(board, settings, tls)
     except MemoryError as e:
         return out_of_memory(e)
     app.run(runtime)

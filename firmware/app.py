@@ -105,12 +105,13 @@ def _random_bytes(n):
 
 
 class Runtime:
-    def __init__(self, board, settings, journal_name="journal.bin"):
+    def __init__(self, board, settings, tls, journal_name="journal.bin"):
+        """tls: open_connection's TLS arguments (firmware/startup.py, host_tls)."""
         self.board = board
         self.settings = settings
         root = board.root
         self.journal = Journal((root + "/" if root else "") + journal_name)
-        self.tls = host_tls(settings, root)  # at boot: a bad CA file stops here, not mid-purchase
+        self.tls = tls
         self.wall_clock = Clock(settings["utc_offset_min"])
         self.terminal = Terminal(settings, self.wall_clock, _random_bytes)
         self.wifi = None
@@ -483,39 +484,6 @@ def code_in_flash():
 
 def _errno(e):
     return e.args[0] if e.args else None
-
-
-def host_tls(settings, root):
-    """open_connection's TLS arguments: none for host_tls "plain"; for "verify" a client context
-    that trusts only the CA certificate in the flash file host_ca and wants host_name in the
-    host's certificate. Raises SettingsError when the CA file is missing or not a certificate."""
-    if settings["host_tls"] == "plain":
-        return {}
-    import ssl
-
-    path = (root + "/" if root else "") + settings["host_ca"]
-    try:
-        with open(path, "rb") as f:
-            cadata = f.read()
-    except OSError:
-        raise _settings_error(
-            "host_ca: no file %s on the flash (host_tls is verify: provision it with --ca)"
-            % path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.verify_mode = ssl.CERT_REQUIRED
-    try:
-        # DER only: MicroPython's mbedtls takes PEM solely with a trailing NUL.
-        context.load_verify_locations(cadata=cadata)
-    except (ValueError, OSError):
-        raise _settings_error("host_ca: %s is not a DER certificate" % path)
-    return {"ssl": context, "server_hostname": settings["host_name"]}
-
-
-def _settings_error(text):
-    # Imported here: the settings module is start-up code, dropped once the terminal runs.
-    from firmware.settings import SettingsError
-
-    return SettingsError(text)
 
 
 def _tls_failure(e):

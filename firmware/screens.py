@@ -3,6 +3,8 @@
 Messages are in words a cashier can act on: what happened, and what to do next.
 """
 
+from micropython import const
+
 from firmware.receipt import format_amount
 
 COLS = 16
@@ -10,24 +12,27 @@ COLS = 16
 PLAIN_WARNING = "!PLAIN TCP DEMO!"
 
 # Response code -> what the cashier reads (two short lines).
-REASONS = {
-    "05": ("Declined", "by card issuer"),
-    "14": ("Invalid card", "Use another card"),
-    "25": ("Not completed", "Not charged"),
-    "51": ("Insufficient", "funds"),
-    "54": ("Card expired", "Use another card"),
-    "55": ("Wrong PIN", "Try again"),
-    "61": ("Over card limit", "Lower amount"),
-    "63": ("Security error", "Call support"),
-    "75": ("PIN tries", "exceeded"),
-    "91": ("Bank unavailable", "Try later"),
-    "94": ("Duplicate", "Not charged"),
-    "96": ("Bank sys. error", "Try later"),
-}
+_REASONS = const((
+    ("05", "Declined", "by card issuer"),
+    ("14", "Invalid card", "Use another card"),
+    ("25", "Not completed", "Not charged"),
+    ("51", "Insufficient", "funds"),
+    ("54", "Card expired", "Use another card"),
+    ("55", "Wrong PIN", "Try again"),
+    ("61", "Over card limit", "Lower amount"),
+    ("63", "Security error", "Call support"),
+    ("75", "PIN tries", "exceeded"),
+    ("91", "Bank unavailable", "Try later"),
+    ("94", "Duplicate", "Not charged"),
+    ("96", "Bank sys. error", "Try later"),
+))
 
 
 def reason(rc):
-    return REASONS.get(rc, ("Declined", "code " + rc))
+    for code, first, second in _REASONS:
+        if code == rc:
+            return first, second
+    return "Declined", "code " + rc
 
 
 def _right(text):

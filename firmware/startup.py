@@ -52,8 +52,9 @@ def load_settings(root, overrides=None, device_id=None):
 
 
 def start(name=None):
-    """The board and its settings, from the profile `name` (default board_name()); then the
-    start-up modules are dropped from sys.modules (see BOOT_ONLY)."""
+    """The board, its settings and the host link's TLS arguments (host_tls), from the profile
+    `name` (default board_name()); then the start-up modules are dropped from sys.modules (see
+    BOOT_ONLY)."""
     if hasattr(gc, "threshold"):  # MicroPython's; CPython (tests) has its own collector
         gc.threshold(_COLLECT_EVERY)
     profile = __import__("boards." + (name or board_name()), None, None, ["build"])
@@ -61,8 +62,35 @@ def start(name=None):
     overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
     settings = load_settings(root, overrides, getattr(profile, "device_id", None))
     board = profile.build(settings)
+    tls = host_tls(settings, root)  # at boot: a bad CA file stops here, not mid-purchase
     drop(BOOT_ONLY)
-    return board, settings
+    return board, settings, tls
+
+
+def host_tls(settings, root):
+    """open_connection's TLS arguments: none for host_tls "plain"; for "verify" a client context
+    that trusts only the CA certificate in the flash file host_ca and wants host_name in the
+    host's certificate. Raises SettingsError when the CA file is missing or not a certificate."""
+    if settings["host_tls"] == "plain":
+        return {}
+    import ssl
+
+    path = (root + "/" if root else "") + settings["host_ca"]
+    try:
+        with open(path, "rb") as f:
+            cadata = f.read()
+    except OSError:
+        raise settings_mod.SettingsError(
+            "host_ca: no file %s on the flash (host_tls is verify: provision it with --ca)"
+            % path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        # DER only: MicroPython's mbedtls takes PEM solely with a trailing NUL.
+        context.load_verify_locations(cadata=cadata)
+    except (ValueError, OSError):
+        raise settings_mod.SettingsError("host_ca: %s is not a DER certificate" % path)
+    return {"ssl": context, "server_hostname": settings["host_name"]}
 
 
 def drop(modules):

@@ -72,7 +72,7 @@ def _settings():
 def test_task_exception_stops_the_runtime():
     board = Board("fail", "12", fail_on="PURCHASE")
     try:
-        asyncio.run(app.Runtime(board, _settings()).run())
+        asyncio.run(app.Runtime(board, _settings(), {}).run())
     except MemoryError:
         return
     raise AssertionError("the runtime went on after a task died")
@@ -80,7 +80,7 @@ def test_task_exception_stops_the_runtime():
 
 def test_unreachable_host_ends_not_charged():
     board = Board("unreach", "1250#1234#")
-    runtime = app.Runtime(board, _settings())
+    runtime = app.Runtime(board, _settings(), {})
 
     async def scenario():
         task = asyncio.create_task(runtime.run())
@@ -98,14 +98,14 @@ def test_unreachable_host_ends_not_charged():
 
 def test_boot_after_torn_write_cuts_the_tail_before_appending():
     board = Board("torn", "")
-    runtime = app.Runtime(board, _settings())
+    runtime = app.Runtime(board, _settings(), {})
     runtime.journal.append({"r": "send", "stan": 7, "batch": 1, "amt": 500, "l4": "0010",
                             "t": [2026, 11, 26, 10, 0, 0], "f7": "1126100000"})
     runtime.journal.close()
     with open(runtime.journal.path, "ab") as f:
         f.write(b"\x00\x30\x00\x00")  # a record header whose body never reached flash
 
-    again = app.Runtime(board, _settings())
+    again = app.Runtime(board, _settings(), {})
 
     async def boot():
         task = asyncio.create_task(again.run())
@@ -124,7 +124,7 @@ def test_boot_after_torn_write_cuts_the_tail_before_appending():
 def test_a_board_task_failure_stops_the_runtime():
     board = Board("boardfail", "")
     board.fatal = None
-    runtime = app.Runtime(board, _settings())
+    runtime = app.Runtime(board, _settings(), {})
 
     async def scenario():
         task = asyncio.create_task(runtime.run())
@@ -143,7 +143,7 @@ def test_a_board_task_failure_stops_the_runtime():
 def test_background_messages_wait_while_keys_are_typed():
     # A TLS handshake holds the event loop long enough to lose a key press: a confirmation
     # or reversal does not even try to connect while the cashier types the amount or PIN.
-    runtime = app.Runtime(Board("background", ""), _settings())
+    runtime = app.Runtime(Board("background", ""), _settings(), {})
     outcomes = []
     runtime.dispatch = outcomes.append
 
@@ -178,7 +178,7 @@ def test_short_heap_at_boot_says_so_and_waits():
     board = Board("shortheap", "")
     board.free_heap = lambda: 1000
     board.log = SilentLog()
-    runtime = app.Runtime(board, _settings())
+    runtime = app.Runtime(board, _settings(), {})
 
     async def scenario():
         task = asyncio.create_task(runtime.run())
@@ -208,7 +208,7 @@ def test_memory_error_while_printing_is_not_paper_out():
     board = Board("oomprint", "")
     board.printer = OutOfMemoryPrinter()
     board.log = SilentLog()
-    runtime = app.Runtime(board, _settings())
+    runtime = app.Runtime(board, _settings(), {})
 
     async def scenario():
         task = asyncio.create_task(runtime.run())

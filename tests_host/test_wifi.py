@@ -239,7 +239,7 @@ def test_runtime_shows_wifi_and_a_purchase_without_it_ends_unreachable():
     values = dict(DEFAULTS)
     values.update({"poll_ms": 5, "wifi_ssid": "shop", "wifi_password": SECRET,
                    "wifi_retry_ms": 50, "ntp_host": "", "port": 1, "host_tls": "plain"})
-    runtime = app.Runtime(board, values)
+    runtime = app.Runtime(board, values, {})  # host_tls plain
     shown = board.display.screens
 
     async def until(check, ms):

@@ -18,7 +18,7 @@ import time
 # The repository's root, where firmware/ is: the script's folder is tests_host/.
 sys.path.insert(0, sys.path[0].rsplit("/", 1)[0] if "/" in sys.path[0] else "..")
 
-from firmware import app  # noqa: E402
+from firmware import app, startup  # noqa: E402
 from firmware.settings import DEFAULTS, SettingsError  # noqa: E402
 
 
@@ -138,7 +138,7 @@ def main():
     board = Board(args["root"], args.get("keys", "1250#1234#"))
     result = {"error": None, "screens": [], "log": [], "receipts": [], "heap": {}}
     try:
-        runtime = app.Runtime(board, settings)
+        runtime = app.Runtime(board, settings, startup.host_tls(settings, board.root))
     except SettingsError as e:
         result["error"] = str(e)
         print("RESULT " + json.dumps(result))
