@@ -18,7 +18,8 @@ SCENARIO ?=
 OUT ?= out/sim
 PORT ?= 8583
 # Purchases for make bench (default 1000) and make bench-heap (default 3); CAMPAIGN=1 makes
-# bench-heap run a generated campaign with faults (tools/sim/gen.py) instead.
+# bench-heap run a generated campaign with faults (tools/sim/gen.py) instead; BOARD_CONFIG=1
+# measures with Wi-Fi and NTP on, as a board at the counter.
 PURCHASES ?=
 CAMPAIGN ?=
 ARCH ?=
@@ -64,7 +65,8 @@ test-cpython: $(VENV)/.installed
 host: $(VENV)/.installed
 	$(PY) -m tools.host --port $(PORT) --db host.db
 
-BENCH_ARGS = --micropython $(MICROPYTHON) $(if $(PURCHASES),--purchases $(PURCHASES))
+BENCH_ARGS = --micropython $(MICROPYTHON) $(if $(PURCHASES),--purchases $(PURCHASES)) \
+	$(if $(BOARD_CONFIG),--board-config)
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench $(BENCH_ARGS)
 

@@ -103,14 +103,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--step", type=int, default=1024, help="--min-heap: bytes (sharpness)")
+    budget.add_config_argument(parser)
     args = parser.parse_args(argv)
     args.micropython = str(Path(args.micropython).resolve())
     if args.min_heap:
         return budget.min_heap(args.purchases or 3, args.campaign, args.code, args.micropython,
-                               args.seed, args.runs, args.step)
+                               args.seed, args.runs, args.step, args.config)
     micro(args.micropython)
     code_heap(args.micropython)
-    budget.budget(args.micropython, args.purchases or 1000)
+    budget.budget(args.micropython, args.purchases or 1000, args.config)
     return 0
 
 

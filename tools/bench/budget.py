@@ -45,7 +45,9 @@ STEPS = (1, 100, 1000)
 def purchases(n, config=FAST):
     purchase = [{"tap": PAN}, {"keys": "1250#"}, {"keys": "1234#"},
                 {"wait": "settled", "timeout_ms": 30000}]
-    return {"config": dict(config), "steps": [{"wait": "idle", "timeout_ms": 20000}]
+    # With Wi-Fi the board joins its network first (the WLAN model takes about a second).
+    joined = [{"sleep_ms": 5000}] if config.get("wifi_ssid") else []
+    return {"config": dict(config), "steps": [{"wait": "idle", "timeout_ms": 20000}] + joined
             + purchase * n}
 
 
@@ -74,9 +76,10 @@ def simulation_share(run):
     raise ValueError("%s: no 'the simulation holds' line" % run)
 
 
-def measure(code, micropython, n, tmp):
+def measure(code, micropython, n, tmp, config=None):
     """The budget of one code: a dict of figures, the simulation's share taken off."""
-    rc, took, run = run_scenario(purchases(n), Path(tmp) / code, code, micropython)
+    rc, took, run = run_scenario(purchases(n, dict(FAST, **(config or {}))), Path(tmp) / code,
+                                 code, micropython)
     log = (run / "firmware.log").read_text()
     if rc or "Traceback" in log:
         raise RuntimeError("%s: the run failed (exit %d); see %s" % (code, rc, run))
@@ -98,11 +101,11 @@ def interpreter(micropython):
     return "64-bit" if out == "True" else "32-bit"
 
 
-def budget(micropython, n):
+def budget(micropython, n, config=None):
     print("== heap budget of the firmware alone (the simulation's share taken off), %s, %s"
           % (micropython, interpreter(micropython)))
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(len(CODES)) as pool:
-        jobs = {code: pool.submit(measure, code, micropython, n, tmp) for code in CODES}
+        jobs = {code: pool.submit(measure, code, micropython, n, tmp, config) for code in CODES}
         got = {code: job.result() for code, job in jobs.items()}
     rows = [("live heap at idle after boot", "boot"),
             ("peak during a purchase over TLS", "peak")]
@@ -134,21 +137,22 @@ def _passes(scenario, n, campaign, heapsize, code, micropython, tmp):
     return ok, sim, took
 
 
-def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024):
+def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024, config=None):
     if campaign:
         from tools.sim import gen
 
         scenario = gen.generate(seed, purchases_n)
+        scenario["config"].update(config or {})
         what = "a campaign of %d purchases with faults (seed %d)" % (purchases_n, seed)
     else:
         # The printer at its default pace (an ESP32's receipt prints while nothing else goes
         # on) and no heap_report, whose collection after every event would change the result.
-        scenario = purchases(purchases_n, {"message_ms": 200})
+        scenario = purchases(purchases_n, dict({"message_ms": 200}, **(config or {})))
         what = "%d purchase%s over TLS" % (purchases_n, "s" if purchases_n > 1 else "")
     print("== smallest heap for %s, code as %s, %s (%s)" % (
         what, code, micropython, interpreter(micropython)))
     with tempfile.TemporaryDirectory() as tmp:
-        probe = measure(code, micropython, 1, tmp)
+        probe = measure(code, micropython, 1, tmp, config)
         low = probe["boot"] + probe["sim"]  # it cannot even idle below this
         high = low * 2
 
@@ -181,6 +185,18 @@ def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024
     return 0
 
 
+# The settings of a board at the counter, as the simulated board has them: Wi-Fi (its WLAN
+# model's access point) and NTP (the simulation's server on loopback).
+BOARD_CONFIG = {"wifi_ssid": "counter", "wifi_password": "counter-pass", "ntp_host": "sim"}
+
+
+def add_config_argument(parser):
+    parser.add_argument("--config", type=json.loads, default=None, metavar="JSON",
+                        help="settings for the runs (a JSON object)")
+    parser.add_argument("--board-config", dest="config", action="store_const",
+                        const=BOARD_CONFIG, help="Wi-Fi and NTP on, as a board at the counter")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.bench.budget",
                                      description=__doc__.split("\n")[0])
@@ -195,12 +211,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--step", type=int, default=1024, help="--min-heap: bytes (sharpness)")
+    add_config_argument(parser)
     args = parser.parse_args(argv)
     args.micropython = str(Path(args.micropython).resolve())
     if args.min_heap:
         return min_heap(args.purchases or 3, args.campaign, args.code, args.micropython,
-                        args.seed, args.runs, args.step)
-    budget(args.micropython, args.purchases or 1000)
+                        args.seed, args.runs, args.step, args.config)
+    budget(args.micropython, args.purchases or 1000, args.config)
     return 0
 
 
