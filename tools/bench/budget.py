@@ -44,7 +44,7 @@ STEPS = (1, 100, 1000)
 
 def purchases(n, config=FAST):
     purchase = [{"tap": PAN}, {"keys": "1250#"}, {"keys": "1234#"},
-                {"wait": "settled", "timeout_ms": 30000}]
+                {"wait": "settled", "timeout_ms": 120000}]
     # With Wi-Fi the board joins its network first (the WLAN model takes about a second).
     joined = [{"sleep_ms": 5000}] if config.get("wifi_ssid") else []
     return {"config": dict(config), "steps": [{"wait": "idle", "timeout_ms": 20000}] + joined
