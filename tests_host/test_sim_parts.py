@@ -158,3 +158,22 @@ def test_flash_image_survives_sigkill(tmp_path):
         proc.send_signal(signal.SIGKILL)  # power cut: no close, no unmount
         proc.wait()
     assert (tmp_path / "flash.img").stat().st_size == 512 * 1024
+
+
+def test_virtual_clock_follows_real_time_across_the_ticks_wrap(monkeypatch):
+    # A 32-bit MicroPython's ticks_us wraps every 2^30 us (18 minutes): the simulated board's
+    # clock must still only move forward, or its printer and reader models stop for 18 minutes.
+    from tools.models import bus
+
+    period = 1 << 30
+    now = [period - 5000]
+    monkeypatch.setattr(bus, "_ticks_us", lambda: now[0])
+    monkeypatch.setattr(bus, "_ticks_diff",
+                        lambda a, b: ((a - b + period // 2) % period) - period // 2)
+    clock = bus.VirtualClock(real=True)
+    seen = [clock.now()]
+    for _ in range(4):
+        now[0] = (now[0] + 3000) % period  # past the wrap on the second step
+        clock.advance(100)
+        seen.append(clock.now())
+    assert seen == [0, 3100, 6200, 9300, 12400]

@@ -16,12 +16,16 @@ Model interfaces (duck-typed):
 """
 
 try:
+    from time import ticks_diff as _ticks_diff
     from time import ticks_us as _ticks_us
 except ImportError:  # CPython
     from time import monotonic_ns as _mono
 
     def _ticks_us():
         return _mono() // 1000
+
+    def _ticks_diff(a, b):
+        return a - b
 
 _ENODEV = 19
 _ETIMEDOUT = 110
@@ -34,11 +38,15 @@ class VirtualClock:
     def __init__(self, real=False):
         self.us = 0
         self.real = real
-        self._start = _ticks_us()
+        self._then = _ticks_us()
 
     def now(self):
         if self.real:
-            return self.us + (_ticks_us() - self._start)
+            # Real time added as it passes: ticks_us wraps (every 2^30 us, 18 minutes, on a
+            # 32-bit port), so only differences of a moment ago are taken.
+            now = _ticks_us()
+            self.us += _ticks_diff(now, self._then)
+            self._then = now
         return self.us
 
     def advance(self, us):
