@@ -36,8 +36,8 @@ def out_of_memory(exc):
     """The code does not fit the heap: a reset would fail the same way, so say so and wait (the
     REPL's Ctrl-C still reaches the board, to deploy it as ROMFS)."""
     log(exc)
-    print("memory: the firmware does not fit the heap; deploy the code as ROMFS "
-          "(make deploy CODE=romfs, docs/romfs.md)")
+    print("memory: the firmware does not fit the heap; put the code in flash, in ROMFS or "
+          "frozen: make firmware ROMFS=1, make flash, make deploy CODE=romfs (docs/romfs.md)")
     import time
 
     while True:

@@ -437,8 +437,8 @@ class Runtime:
             in_flash = code_in_flash()
             self.log("memory: %d bytes short of the heap a purchase needs; %s" % (short, (
                 "the code runs from flash already: this board needs more RAM (PSRAM)"
-                if in_flash else "deploy the code as ROMFS (make deploy CODE=romfs, "
-                "docs/romfs.md)")))
+                if in_flash else "put the code in flash, in ROMFS or frozen: make firmware "
+                "ROMFS=1, make flash, make deploy CODE=romfs (docs/romfs.md)")))
             self.board.display.show(screens.no_memory(in_flash))
             while True:
                 await sleep_ms(60000)

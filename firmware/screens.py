@@ -111,7 +111,7 @@ def no_memory(code_in_flash):
     """At boot, when the free heap is short of what a purchase needs (firmware/app.py), with
     the fix: the code out of the heap, or a board with more RAM when it is out already."""
     fix = ["Use a board", "with PSRAM"] if code_in_flash else [
-        "Deploy the code", "as ROMFS:", "make deploy", "CODE=romfs"]
+        "Put the code in", "flash: ROMFS or", "frozen. See", "docs/romfs.md"]
     return _fit(["NOT ENOUGH", "MEMORY", ""] + fix)
 
 

@@ -59,7 +59,7 @@ def test_the_simulation_logs_all_it_holds(tmp_path, code):
     assert total < live  # the firmware holds the rest
 
 
-@pytest.mark.parametrize("code,fix", [("mpy", "deploy the code as ROMFS"),
+@pytest.mark.parametrize("code,fix", [("mpy", "put the code in flash, in ROMFS or frozen"),
                                       ("romfs", "this board needs more RAM")])
 def test_a_heap_too_small_for_a_purchase_shows_why_and_waits(tmp_path, code, fix):
     _, live, _ = _boot_heap(tmp_path, code)
