@@ -12,9 +12,9 @@ heap after 1, 100 and 1000 purchases (a leak shows as growth). Both codes run at
 --min-heap: the smallest -X heapsize at which N purchases pass (each approved, every copy printed
 and confirmed), or with --campaign a generated campaign of N purchases with faults passes its
 safety checks (tools/sim/check.py); either way with no MemoryError (which the board survives by
-a reset, but a heap that needs one is too small). A binary search from the idle heap up, then the smallest
-passing heap confirmed by --runs more runs (a run is not deterministic: the order of the
-firmware's events depends on real time, so the heap's layout does too).
+a reset, but a heap that needs one is too small). A binary search from the idle heap up, then
+the smallest passing heap confirmed by --runs more runs (a run is not deterministic: the order
+of the firmware's events depends on real time, so the heap's layout does too).
 
 Heap figures depend on the interpreter: a 64-bit unix port's objects are up to twice an ESP32's.
 A 32-bit build (the unix port for i386, float single precision) gives the ESP32's sizes.
