@@ -22,17 +22,32 @@ INIT = b"\x1b@\x1b7\x07\x50\x02"
 FEED = b"\x1bd\x02"
 
 
+# What a Tap records, allocated once at import while the heap is whole: a growing or a fresh
+# buffer per test would take, from a fragmented heap, what the code under test runs in.
+_RECORD = bytearray(8192)
+
+
 class Tap:
-    """The UART as the driver sees it, recording every byte written."""
+    """The UART as the driver sees it, recording every byte written (in _RECORD: one Tap at a
+    time)."""
 
     def __init__(self, uart):
         self.uart = uart
         self.baudrate = uart.baudrate
-        self.written = bytearray()
+        self._record = _RECORD
+        self._n = 0
+
+    @property
+    def written(self):
+        return memoryview(self._record)[:self._n]
 
     def write(self, buf):
         n = self.uart.write(buf)
-        self.written.extend(bytes(buf[:n]))
+        end = self._n + n
+        if end > len(self._record):
+            raise AssertionError("Tap: more than %d bytes written" % len(self._record))
+        self._record[self._n:end] = buf[:n]
+        self._n = end
         return n
 
     def any(self):
@@ -177,7 +192,8 @@ def test_directives_never_printed_literally():
     model, tap, printer, _ = _setup(printer={"qr": False})
     _print(printer, "^LOGO\n^QR https://pay.example/r/42\n")
     assert model.text() == "    https://pay.example/r/42\n\n"
-    assert b"\x1d(k" not in tap.written and b"\x1dv0" not in tap.written
+    written = bytes(tap.written)
+    assert b"\x1d(k" not in written and b"\x1dv0" not in written
 
 
 def test_paper_out_mid_receipt_raises_and_shows_the_partial():
