@@ -325,6 +325,12 @@ class _Printer:
         self._driver = driver
         self._model = model
         self._job = 0
+        model.on_entry = self._printed
+
+    def _printed(self, entry):
+        # Each line goes to the PC as it is printed: the paper of a whole receipt held here
+        # would weigh on the heap that is the firmware's to measure.
+        self._board.send({"paper_entry": _plain(entry)})
 
     def paper_ok(self):
         return self._driver.paper_ok()

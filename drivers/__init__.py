@@ -6,3 +6,13 @@ an async iterator of key labels, a display with `show(lines)`, and a printer wit
 `async print_text(text)` and `paper_ok()`. The simulated board (boards/sim.py) provides the same
 four at that interface; the chip drivers slot in under it without the core knowing.
 """
+
+import sys
+
+
+def let_go(name):
+    """Forget drivers.<name>, imported for one card read: out of sys.modules and off this
+    package, so the heap it holds is freed (code imported from .mpy files is copied into the
+    heap; docs/romfs.md, "Heap")."""
+    sys.modules.pop("drivers." + name, None)
+    globals().pop(name, None)

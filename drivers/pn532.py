@@ -22,7 +22,7 @@ import time
 
 from micropython import const
 
-from drivers import democard, emv
+from drivers import let_go
 from drivers.watch import PollWatch
 
 _TFI_HOST = const(0xD4)
@@ -384,11 +384,9 @@ class PN532Reader:
             try:
                 if pn.target_sak & 0x20:
                     result = self._read_emv()
-                elif pn.target_sak & 0x18:
-                    result = self._read_classic()
                 else:
-                    result = self._read_ntag()
-            except (PN532Error, emv.EmvError, democard.CardFormatError):
+                    result = self._read_demo(classic=bool(pn.target_sak & 0x18))
+            except (PN532Error, ValueError):  # EmvError, CardFormatError: no card number
                 result = None
         try:
             pn.release()
@@ -398,26 +396,37 @@ class PN532Reader:
             self._latched = True
         return result
 
+    # The card formats' code is imported for a read and let go after it: from .mpy files EMV's
+    # 6 KB would sit in the heap that a purchase needs, for a read that takes 0.1 s a purchase.
+
     def _read_emv(self):
-        values = emv.default_values()
-        if self._pdol_values:
-            values.update(self._pdol_values)
-        return emv.read_card(self._pn532.exchange, values)
+        from drivers import emv
 
-    def _read_ntag(self):
-        # READ 0x30 returns 4 pages (16 bytes): pages 4-7, then 8-11 (8 and 9 used).
-        rec = self._pn532.exchange(_NTAG_READ_4) + self._pn532.exchange(_NTAG_READ_8)
-        if len(rec) != 32:
-            raise democard.CardFormatError("short NTAG read")
-        return democard.decode(rec[:democard.RECORD_LEN])
+        try:
+            values = emv.default_values()
+            if self._pdol_values:
+                values.update(self._pdol_values)
+            return emv.read_card(self._pn532.exchange, values)
+        finally:
+            let_go("emv")
 
-    def _read_classic(self):
-        uid = self._pn532.target_uid
-        block = democard.CLASSIC_FIRST_BLOCK
-        # MIFARE authenticate with key A (0x60): block, key, the UID's last four bytes.
-        self._pn532.exchange(bytes((0x60, block)) + _CLASSIC_KEY_A + uid[-4:])
-        rec = self._pn532.exchange(bytes((0x30, block))) + \
-            self._pn532.exchange(bytes((0x30, block + 1)))
-        if len(rec) != 32:
-            raise democard.CardFormatError("short Classic read")
-        return democard.decode(rec[:democard.RECORD_LEN])
+    def _read_demo(self, classic):
+        """Our demo record (drivers/democard.py): NTAG pages 4 to 11, or MIFARE Classic blocks
+        4 and 5 after authenticating with key A."""
+        from drivers import democard
+
+        try:
+            exchange = self._pn532.exchange
+            if classic:
+                block = democard.CLASSIC_FIRST_BLOCK
+                # MIFARE authenticate with key A (0x60): block, key, the UID's last four bytes.
+                exchange(bytes((0x60, block)) + _CLASSIC_KEY_A + self._pn532.target_uid[-4:])
+                rec = exchange(bytes((0x30, block))) + exchange(bytes((0x30, block + 1)))
+            else:
+                # READ 0x30 returns 4 pages (16 bytes): pages 4-7, then 8-11 (8 and 9 used).
+                rec = exchange(_NTAG_READ_4) + exchange(_NTAG_READ_8)
+            if len(rec) != 32:
+                raise democard.CardFormatError("short tag read")
+            return democard.decode(rec[:democard.RECORD_LEN])
+        finally:
+            let_go("democard")

@@ -293,6 +293,17 @@ def test_ntag_demo_read():
         assert (0x40, b"\x01\x30\x08") in model.commands
 
 
+def test_card_format_code_is_let_go_after_a_read():
+    # EMV and the demo record are imported for a read only: from .mpy files they would hold
+    # 8 KB of the heap a purchase needs.
+    import sys
+
+    for card in (Ntag(democard.encode(PAN, EXP)), emvcard.PROFILES[0](PAN, EXP)):
+        clock, model, pn, tap = make("i2c", cards=[card])
+        assert PN532Reader(pn).read_card() == (PAN, EXP)
+        assert "drivers.emv" not in sys.modules and "drivers.democard" not in sys.modules
+
+
 def test_foreign_or_blank_tag_is_none():
     clock, model, pn, tap = make("i2c", cards=[Ntag()])
     assert PN532Reader(pn).read_card() is None

@@ -75,6 +75,9 @@ class EscPosModel:
         self.powered = True
         self.uart = None  # the SimUART feeding it, for the bytes' arrival times
         self.on_line = None  # callback(model) after each printed entry: tests schedule faults
+        # callback(entry) that takes each printed entry instead of `paper` (pictures excepted:
+        # their bands join up there), for a caller that streams the paper away
+        self.on_entry = None
         self.overrun = False
         self.lost = 0
         self.max_fill = 0
@@ -215,7 +218,10 @@ class EscPosModel:
             self.paper_rows -= rows
 
     def _emit(self, entry, rows):
-        self.paper.append(entry)
+        if self.on_entry is None or entry[0] == "raster":
+            self.paper.append(entry)
+        else:
+            self.on_entry(entry)
         self._mech(rows)
         if self.on_line is not None:
             self.on_line(self)
