@@ -434,8 +434,6 @@ class Board:
         self.keypad = parts.keypad
         self.display = _Display(self, parts.display, self.oled)
         self.printer = _Printer(self, parts.printer, self.printer_model)
-        gc.collect()
-        self.model_heap += gc.mem_alloc() - before
         # A finger holds a key past the debounce time, and lifts it for longer than the
         # debounce time too: a shorter gap reads as one long press (9999 typed as 9).
         self._hold_ms = settings["keypad_debounce_ms"] + 20
@@ -443,12 +441,15 @@ class Board:
         self._finger_free = 0
         # Wi-Fi only when the config names a network: the WLAN model's access point is that
         # network and the sim can take it down ({"ap": "down"}). Otherwise the PC's loopback.
+        # The model is the simulation's weight too: on a board, network.WLAN is C code.
         self.wlan = self.ap = None
         if settings["wifi_ssid"]:
             from tools.models.wlan import WLAN, AccessPoint
 
             self.ap = AccessPoint(settings["wifi_ssid"], settings["wifi_password"])
             self.wlan = WLAN(aps=[self.ap], ticks_ms=self.ticks_ms)
+        gc.collect()
+        self.model_heap += gc.mem_alloc() - before
 
     def ticks_ms(self):
         return self.clock.now() // 1000

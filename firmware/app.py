@@ -19,7 +19,7 @@ import time
 
 from micropython import const
 
-from firmware import screens
+from firmware import let_go, screens
 from firmware.core import Terminal
 from firmware.journal import Journal
 
@@ -318,18 +318,14 @@ class Runtime:
 
     async def time_sync(self):
         """Set the clock from NTP after the first connection, then every _NTP_PERIOD_MS."""
-        from firmware import sntp
-
         host, port = self.settings["ntp_host"], self.settings["ntp_port"]
         delay = _NTP_RETRY_MS
         while True:
             if self.wifi is not None:
                 await self.wifi.up.wait()
             try:
-                unix, rtt = await sntp.query(host, port, timeout_ms=_NTP_TIMEOUT_MS,
-                                             ticks_ms=ticks_ms, ticks_diff=ticks_diff,
-                                             sleep_ms=sleep_ms)
-            except (OSError, sntp.SNTPError) as e:
+                unix, rtt = await _ntp_query(host, port)
+            except (OSError, ValueError) as e:  # ValueError: sntp.SNTPError, a bad reply
                 self.log("ntp: %s:%d: %r; again in %d s" % (host, port, e, delay // 1000))
                 await sleep_ms(delay)
                 delay = min(delay * 2, _NTP_RETRY_MAX_MS)
@@ -470,6 +466,18 @@ class Runtime:
             self.log("memory: out of memory (%s); restarting" % self.fatal)
             self.board.display.show(screens.out_of_memory())
         raise self.fatal
+
+
+async def _ntp_query(host, port):
+    """(unix seconds, round trip ms) from the NTP server. The client is imported for the query
+    and let go: it runs every 6 hours."""
+    from firmware import sntp
+
+    try:
+        return await sntp.query(host, port, timeout_ms=_NTP_TIMEOUT_MS, ticks_ms=ticks_ms,
+                                ticks_diff=ticks_diff, sleep_ms=sleep_ms)
+    finally:
+        let_go("sntp")
 
 
 def run(runtime):

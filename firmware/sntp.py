@@ -23,7 +23,7 @@ _VERSION = 4
 _POLL_MS = 10  # how often a pending reply is looked for
 
 
-class SNTPError(Exception):
+class SNTPError(ValueError):
     """The reply is no good (what is wrong in the message); never holds the reply itself."""
 
 
