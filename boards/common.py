@@ -66,16 +66,27 @@ def make_printer(settings, uart, *, timebase=None):
                          cut=settings["printer_cut"], timebase=timebase)
 
 
-def assemble(settings, *, root, spi, i2c, uart, rows, cols, reader_cs, reader_rst,
-             clock=None, sleep_us=None, timebase=None, ticks_ms=None):
+def make_keypad(settings, *, rows, cols, i2c, timer=None, ticks_ms=None):
+    """The matrix on 8 GPIOs, or a TCA8418 controller on the I2C bus (docs/keypad.md); either
+    scanned from the board's timer."""
+    if settings["keypad"] == "tca8418":
+        from drivers.tca8418 import TCA8418Keypad
+
+        return TCA8418Keypad(i2c, addr=settings["keypad_addr"], timer=timer)
     from drivers.keypad import Keypad
 
+    return Keypad(rows, cols, debounce_ms=settings["keypad_debounce_ms"], ticks_ms=ticks_ms,
+                  timer=timer)
+
+
+def assemble(settings, *, root, spi, i2c, uart, rows, cols, reader_cs, reader_rst,
+             keypad_timer=None, clock=None, sleep_us=None, timebase=None, ticks_ms=None):
     board = Board()
     board.root = root
     board.reader = make_reader(settings, spi=spi, i2c=i2c, cs=reader_cs, rst=reader_rst,
                                clock=clock, sleep_us=sleep_us)
-    board.keypad = Keypad(rows, cols, debounce_ms=settings["keypad_debounce_ms"],
-                          ticks_ms=ticks_ms)
+    board.keypad = make_keypad(settings, rows=rows, cols=cols, i2c=i2c, timer=keypad_timer,
+                               ticks_ms=ticks_ms)
     board.display = make_display(settings, i2c=i2c)
     board.printer = make_printer(settings, uart, timebase=timebase)
     return board

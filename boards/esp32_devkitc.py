@@ -10,6 +10,8 @@ keypad, TTL ESC/POS printer. Why these pins:
   GPIO 15 is a strapping pin (boot log on/off); a column is only ever pulled up or briefly
   pulled low by a held key, so it boots normally unless a key is held at reset.
 - GPIO 6-11 are the flash: never used.
+- Hardware timer 1 scans the keypad every 5 ms (drivers/keypad.py); timer 0 stays free for a
+  UART's IRQ_RXIDLE, which the port builds on it.
 """
 
 PINS = {
@@ -20,6 +22,7 @@ PINS = {
     "uart": {"id": 2, "tx": 17, "rx": 16},
     "keypad_rows": (13, 14, 27, 26),
     "keypad_cols": (25, 33, 32, 15),
+    "keypad_timer": 1,
 }
 
 
@@ -39,7 +42,7 @@ def device_id():
 def buses(settings, pins=PINS):
     """The buses and pins of `pins` (this board's, or another ESP32 board's), as keyword
     arguments for boards.common.assemble (tools/hwcheck.py uses them one by one)."""
-    from machine import I2C, SPI, UART, Pin
+    from machine import I2C, SPI, UART, Pin, Timer
 
     p = pins
     spi = SPI(p["spi"]["id"], baudrate=p["spi"]["baudrate"], sck=Pin(p["spi"]["sck"]),
@@ -51,6 +54,7 @@ def buses(settings, pins=PINS):
     rows = [Pin(n, Pin.OUT, value=1) for n in p["keypad_rows"]]
     cols = [Pin(n, Pin.IN, Pin.PULL_UP) for n in p["keypad_cols"]]
     return {"spi": spi, "i2c": i2c, "uart": uart, "rows": rows, "cols": cols,
+            "keypad_timer": Timer(p["keypad_timer"]),
             "reader_cs": Pin(p["reader_cs"], Pin.OUT, value=1),
             "reader_rst": Pin(p["reader_rst"], Pin.OUT, value=1)}
 

@@ -17,6 +17,7 @@ PINS = {
     "uart": {"id": 1, "tx": 17, "rx": 18},
     "keypad_rows": (4, 5, 6, 7),
     "keypad_cols": (15, 16, 1, 2),
+    "keypad_timer": 1,
 }
 
 

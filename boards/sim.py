@@ -19,6 +19,7 @@ import binascii
 import gc
 import json
 import os
+import sys
 
 try:
     import asyncio
@@ -392,11 +393,29 @@ def buses(settings):
             i2c.attach(0x24, reader)
         field = (reader.put, reader.remove)
     wiring = {"spi": spi, "i2c": i2c, "uart": uart, "rows": rows, "cols": cols,
+              "keypad_timer": _keypad_timer(),
               "reader_cs": cs, "reader_rst": rst, "clock": clock, "sleep_us": clock.advance,
               "timebase": _fast_timebase(clock, uart), "ticks_ms": lambda: clock.now() // 1000}
+    membrane = KeypadMatrix(rows, cols, clock)
+    if settings["keypad"] == "tca8418":
+        from tools.models.tca8418 import TCA8418
+
+        # The membrane on the controller's rows and columns: it scans them, not the board.
+        i2c.attach(settings["keypad_addr"], TCA8418(clock, membrane))
     models = {"clock": clock, "printer": printer, "oled": oled, "reader": reader,
-              "field": field, "keypad": KeypadMatrix(rows, cols, clock)}
+              "field": field, "keypad": membrane}
     return wiring, models
+
+
+def _keypad_timer():
+    """The keypad's scan timer: on the unix port a thread that schedules the scan as the ESP32's
+    timer interrupt does (tools/models/bus.py, SimTimer); on CPython, in tests, none (the keypad
+    then scans from its iterator)."""
+    if sys.implementation.name != "micropython":
+        return None
+    from tools.models.bus import SimTimer
+
+    return SimTimer(1)
 
 
 class Board:
@@ -438,7 +457,6 @@ class Board:
         # debounce time too: a shorter gap reads as one long press (9999 typed as 9).
         self._hold_ms = settings["keypad_debounce_ms"] + 20
         self._lift_ms = settings["keypad_debounce_ms"] + 20
-        self._finger_free = 0
         # Wi-Fi only when the config names a network: the WLAN model's access point is that
         # network and the sim can take it down ({"ap": "down"}). Otherwise the PC's loopback.
         # The model is the simulation's weight too: on a board, network.WLAN is C code.
@@ -487,11 +505,10 @@ class Board:
 
     def _dispatch(self, msg):
         if "key" in msg:
-            # One finger: a key typed while the last is still held goes down after it is
-            # released, so fast typing from the PC never looks like a chord (ghost-rejected).
-            at = max(self.ticks_ms(), self._finger_free)
-            self.matrix.press(str(msg["key"]), at, self._hold_ms)
-            self._finger_free = at + self._hold_ms + self._lift_ms
+            # One finger, typing each key after the last, held until the scans have seen it
+            # (tools/models/keypad.py, type_key): a PC busy elsewhere stalls this process, and a
+            # press timed by the PC's clock alone could end before any scan saw it.
+            self.matrix.type_key(str(msg["key"]), self._hold_ms, self._lift_ms)
         elif "card" in msg:
             if self.card is not None:
                 self.field_remove(self.card)

@@ -1,12 +1,23 @@
-"""4x4 membrane matrix keypad: rows driven, columns read, scanned in an asyncio task.
+"""4x4 membrane matrix keypad: rows driven, columns read, scanned by a timer interrupt.
 
 Wiring: 8 pins. The 4 row lines are outputs, idle high, driven low one at a time; the 4 column
 lines are inputs with pull-ups (the board profile configures the pins, this driver only calls
 `value()`). A pressed key joins its row to its column, so while its row is low its column reads
 0. Standard membrane layout, rows top to bottom: "123A", "456B", "789C", "*0#D".
 
-    keypad = Keypad(rows, cols)          # Pins from the board profile
-    async for label in keypad: ...       # '0'-'9', 'A'-'D', '*', '#'
+    keypad = Keypad(rows, cols, timer=machine.Timer(1))   # Pins and timer from the profile
+    async for label in keypad: ...                        # '0'-'9', 'A'-'D', '*', '#'
+
+Why a timer: scanned from the event loop, a key is only seen while the loop runs, and whatever
+holds the loop (a TLS handshake, a long GC pass, a DNS lookup) swallows a short press: a typed
+amount then reaches the host with a digit missing. With `timer` the scan runs every `scan_ms`
+in the timer's callback, whatever the event loop is doing, into a ring buffer the async
+iterator drains. On the ESP32 a Timer callback is a soft interrupt (ports/esp32/machine_timer.c
+schedules it): it runs between any two bytecodes, so during Python code and sleeps, but not
+inside one long C call (the crypto steps of a TLS handshake, a flash erase); the runtime holds
+background TLS handshakes while a cashier types for that reason (firmware/app.py). A keypad
+controller with its own event FIFO (drivers/tca8418.py) keeps presses through those too
+(docs/keypad.md). Without `timer` the iterator scans as it waits (host tests, tools).
 
 Debounce: a key counts as pressed once it has read closed for `debounce_ms` without a change,
 and released likewise; membrane contacts chatter for a few ms (the datasheets of the common
@@ -20,8 +31,10 @@ not already counted as pressed is blocked: it is ignored until it has been relea
 the ghost nor the real fourth key comes out, even after the others are let go.
 
 Keys wait in a ring buffer of `queue` entries (bytes, allocated once); a key that finds it full
-is dropped and counted in `dropped` (the older keys are the ones the cashier already saw).
-`scan(now_ms)` is a pure step that allocates nothing, so tests drive it on a virtual clock.
+is dropped and counted in `dropped` (the older keys are the ones the cashier already saw). The
+scan writes only the ring's tail and the iterator only its head, so an interrupt between any
+two bytecodes of either leaves it whole. `scan(now_ms)` is a pure step that allocates nothing,
+so it may run in an interrupt and tests drive it on a virtual clock.
 """
 
 import asyncio
@@ -49,6 +62,9 @@ else:  # CPython
         return asyncio.sleep(ms / 1000)
 
 
+_PERIODIC = const(1)  # machine.Timer.PERIODIC on every port
+_DRAIN_MS = const(20)  # how often the iterator looks at the ring when a timer scans
+
 LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
 
 # Per-key debounced state.
@@ -59,7 +75,7 @@ _BLOCKED = const(2)  # closed while a ghost rectangle was seen: ignored until re
 
 class Keypad:
     def __init__(self, rows, cols, *, labels=LAYOUT_4X4, debounce_ms=30, scan_ms=5, queue=16,
-                 ticks_ms=None):
+                 ticks_ms=None, timer=None):
         if len(labels) != len(rows) or any(len(r) != len(cols) for r in labels):
             raise ValueError("labels must be one string per row, one character per column")
         if len(cols) > 8:
@@ -75,14 +91,30 @@ class Keypad:
         self._last = bytearray(n)  # each key's reading in the previous scan
         self._state = bytearray(n)  # _UP, _DOWN or _BLOCKED
         self._since = [0] * n  # when each key's reading last changed, ms
-        self._queue = bytearray(queue)  # key indexes
-        self._head = 0
-        self._count = 0
+        # Key indexes; one slot stays free, so head == tail means empty without a count that
+        # both sides would write.
+        self._queue = bytearray(queue + 1)
+        self._head = 0  # written by the reader only
+        self._tail = 0  # written by the scan only
         self.dropped = 0
         self.ghosted = False  # the last scan saw a rectangle
         self._active = 0  # some key is closed or not yet settled open
         for row in self._rows:
             row.value(1)
+        self._timer = timer
+        if timer is not None:
+            # The bound method made once: the callback allocates nothing.
+            self._on_timer = self._tick
+            timer.init(period=scan_ms, mode=_PERIODIC, callback=self._on_timer)
+
+    def deinit(self):
+        """Stop the timer's scans."""
+        if self._timer is not None:
+            self._timer.deinit()
+            self._timer = None
+
+    def _tick(self, _timer):
+        self.scan(self._ticks())
 
     # ---- the scan step -----------------------------------------------------------------------
 
@@ -156,23 +188,28 @@ class Keypad:
     # ---- the queue -------------------------------------------------------------------------
 
     def _push(self, k):
-        size = len(self._queue)
-        if self._count >= size:
+        tail = self._tail
+        nxt = tail + 1
+        if nxt == len(self._queue):
+            nxt = 0
+        if nxt == self._head:
             self.dropped += 1
             return
-        self._queue[(self._head + self._count) % size] = k
-        self._count += 1
+        self._queue[tail] = k
+        self._tail = nxt  # published last: the reader sees the key only once it is there
 
     def pending(self):
-        return self._count
+        n = self._tail - self._head
+        return n if n >= 0 else n + len(self._queue)
 
     def get(self):
         """The oldest key's label, or None."""
-        if not self._count:
+        head = self._head
+        if head == self._tail:
             return None
-        k = self._queue[self._head]
-        self._head = (self._head + 1) % len(self._queue)
-        self._count -= 1
+        k = self._queue[head]
+        head += 1
+        self._head = 0 if head == len(self._queue) else head
         return self._labels[k]
 
     def pressed(self):
@@ -185,7 +222,10 @@ class Keypad:
         return self
 
     async def __anext__(self):
-        while not self._count:
-            self.scan(self._ticks())
-            await _sleep_ms(self.scan_ms)
+        while self._head == self._tail:
+            if self._timer is None:
+                self.scan(self._ticks())
+                await _sleep_ms(self.scan_ms)
+            else:
+                await _sleep_ms(_DRAIN_MS)
         return self.get()

@@ -65,7 +65,9 @@ DEFAULTS = {
     "display": "ssd1306_i2c",  # OLED bus: ssd1306_i2c (ssd1306_spi needs DC/RES pins)
     "display_height": 64,  # OLED rows: 64 or 32
     "display_addr": 60,  # OLED I2C address (60 = 0x3C, 61 = 0x3D)
-    "keypad_debounce_ms": 30,  # a key counts after reading stable this long, ms
+    "keypad": "matrix",  # keypad: matrix (8 GPIOs, scanned on a timer) or tca8418 (I2C, own FIFO)
+    "keypad_addr": 52,  # TCA8418 I2C address (52 = 0x34)
+    "keypad_debounce_ms": 30,  # a key counts after reading stable this long, ms (matrix)
     "printer_baud": 9600,  # printer UART speed (9600 or 19200 on most TTL printers)
     # Measured per printer: the overrun guard trusts it, so never guess it low.
     "printer_line_ms": 60,  # ms the mechanism takes per text line
@@ -168,6 +170,9 @@ _RULES = (
     ("wifi_password", _wifi_password,
      "empty, 8 to 63 printable ASCII characters, or exactly 64 hex digits"),
     ("board", _name, "a board profile module name (lowercase letters, digits, _)"),
+    ("keypad", lambda v: v in ("matrix", "tca8418"), "matrix or tca8418"),
+    ("keypad_addr", lambda v: 8 <= v <= 119, "a 7-bit I2C address, 8 to 119"),
+    ("keypad_debounce_ms", lambda v: 5 <= v <= 200, "5 to 200 ms"),
 )
 
 

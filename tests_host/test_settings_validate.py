@@ -23,6 +23,9 @@ GOOD = (
     ("wifi_ssid", ("", "cafe", "x" * 32, "caf\u00e9" + "x" * 27)),
     ("wifi_password", ("", "12345678", "p" * 63, "pass word!", "0123456789abcdef" * 4)),
     ("board", ("sim", "esp32_devkitc", "esp32_s3_devkitc")),
+    ("keypad", ("matrix", "tca8418")),
+    ("keypad_addr", (52, 8, 119)),
+    ("keypad_debounce_ms", (5, 30, 200)),
 )
 
 BAD = (
@@ -43,6 +46,9 @@ BAD = (
     ("wifi_password", ("1234567", "p" * 64, "p" * 65, "pass\u00e9word", "0123456789abcdeg" * 4),
      "8 to 63"),
     ("board", ("", "boards.sim", "../sim", "Sim", "sim.py"), "board profile"),
+    ("keypad", ("", "Matrix", "tca8419"), "matrix or tca8418"),
+    ("keypad_addr", (0, 7, 120, 255), "7-bit I2C address"),
+    ("keypad_debounce_ms", (0, 4, 201), "5 to 200 ms"),
 )
 
 

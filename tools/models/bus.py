@@ -31,6 +31,70 @@ _ENODEV = 19
 _ETIMEDOUT = 110
 
 
+class VirtualTimer:
+    """`machine.Timer` on a VirtualClock, for tests: `run(ms)` moves the clock on by `ms`, firing
+    the callback every `period` ms of it, as the timer's interrupt would whatever else the
+    program is doing (an event loop held for seconds included)."""
+
+    PERIODIC = 1
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.period = None
+        self.callback = None
+        self.fired = 0
+
+    def init(self, *, period, mode=PERIODIC, callback):
+        self.period = period
+        self.callback = callback
+
+    def deinit(self):
+        self.callback = None
+
+    def run(self, ms):
+        end = self.clock.us + ms * 1000
+        while self.callback is not None and self.clock.us + self.period * 1000 <= end:
+            self.clock.us += self.period * 1000
+            self.fired += 1
+            self.callback(self)
+        self.clock.us = end
+
+
+class SimTimer:
+    """`machine.Timer` as the ESP32 port has it, for the simulated board on the unix port: every
+    `period` ms a thread schedules the callback (micropython.schedule), as the timer's interrupt
+    handler does there (ports/esp32/machine_timer.c), so it runs between two bytecodes of the
+    program, its event loop held or not, and not inside a long C call. A tick that finds the
+    schedule queue full is lost, as the ESP32's is."""
+
+    PERIODIC = 1
+
+    def __init__(self, timer_id=0):
+        self.timer_id = timer_id
+        self._generation = 0
+
+    def init(self, *, period, mode=PERIODIC, callback):
+        import _thread
+
+        self._generation += 1
+        _thread.start_new_thread(self._run, (self._generation, period, callback))
+
+    def deinit(self):
+        self._generation += 1
+
+    def _run(self, generation, period, callback):
+        import time
+
+        import micropython
+
+        while generation == self._generation:
+            time.sleep_ms(period)
+            try:
+                micropython.schedule(callback, self)
+            except RuntimeError:  # the queue is full
+                pass
+
+
 class VirtualClock:
     """Microseconds of modelled time. `advance(us)` is called for bus time; models schedule
     events with `at(us)`. `real=True` also lets real time count (the simulated board)."""

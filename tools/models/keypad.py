@@ -12,6 +12,12 @@ driven low. So with three keys of a rectangle held, the fourth corner reads clos
 Contact bounce: for `bounce_ms` after a press starts and after it ends the contact chatters,
 opening and closing at random times (a seeded generator, the same sequence on CPython and
 MicroPython), ending closed after the press edge and open after the release edge.
+
+Two fingers: `press()` holds a key for a fixed time (what tests of the scan's timing want), and
+`type_key()` holds it until the driver's scans have read it closed for `hold_ms`, then keeps off
+the keypad until they have read it open for `lift_ms` (what the simulated board types with: a
+PC busy elsewhere stalls the firmware's process, and a press timed by the PC's clock could then
+end before a scan ever saw it, which no cashier's finger does to a running board).
 """
 
 LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
@@ -43,6 +49,8 @@ class KeypadMatrix:
         self._presses = []  # (key, start_us, end_us, press chatter, release chatter)
         self._at = -1  # the time the cached contact state is for
         self._closed = 0  # bit (row * ncols + col) set: contact closed
+        self._typing = []  # keys type_key() has yet to type: (key, hold_us, lift_us)
+        self._finger = None  # [key, hold_us, lift_us, start_us, seen_from, end_us, open_from]
         for c in range(len(col_pins)):
             col_pins[c].reader = self._reader(c)
 
@@ -65,17 +73,78 @@ class KeypadMatrix:
     def press(self, label, at_ms, hold_ms):
         """Press `label` at `at_ms` (virtual time) and release it `hold_ms` later."""
         start = at_ms * 1000
-        end = start + hold_ms * 1000
-        # Presses over and done with are dropped: a long run must not grow the list (and the
-        # scan's work) without bound.
-        now = self.clock.now()
-        self._presses = [p for p in self._presses if p[2] + self.bounce_us > now]
-        self._presses.append((self.key_index(label), start, end, self._chatter(start),
-                              self._chatter(end)))
-        self._at = -1
+        # Presses over and done with are dropped (in _press_at): a long run must not grow the
+        # list (and the scan's work) without bound.
+        self._press_at(self.key_index(label), start, start + hold_ms * 1000)
 
     def clear(self):
         self._presses = []
+        self._typing = []
+        self._finger = None
+        self._at = -1
+
+    def type_key(self, label, hold_ms, lift_ms):
+        """Type `label` after the keys typed before it: held until the scans have read it
+        closed, past its bounce, for `hold_ms`, then off the keypad until they have read it
+        open for `lift_ms`."""
+        self._typing.append((self.key_index(label), hold_ms * 1000, lift_ms * 1000))
+
+    def typing(self):
+        """Keys type_key() has not finished typing."""
+        return len(self._typing) + (self._finger is not None)
+
+    def contacts(self, now):
+        """The closed contacts at `now` (us), bit row * ncols + col, as a scanning chip reads
+        them (tools/models/tca8418.py): it looks at every key at once."""
+        if self._finger is not None or self._typing:
+            self._watch_finger(None, now)
+        return self._contacts(now)
+
+    def _watch_finger(self, col, now):
+        # One column read (col None: every key read at once): when it is the finger's key's
+        # column while its row is driven low, the driver is looking at that key now.
+        finger = self._finger
+        if finger is None:
+            if not self._typing:
+                return
+            key, hold, lift = self._typing.pop(0)
+            self._press_at(key, now, None)
+            self._finger = finger = [key, hold, lift, now, None, None, None]
+        key = finger[0]
+        if col is not None:
+            ncols = len(self.cols)
+            if col != key % ncols:
+                return
+            row = self.rows[key // ncols]
+            if row.mode != row.OUT or row.value() != 0:
+                return
+        if finger[5] is None:  # held
+            if now < finger[3] + self.bounce_us:
+                return
+            if finger[4] is None:
+                finger[4] = now
+            elif now - finger[4] >= finger[1]:
+                finger[5] = now
+                self._release(key, now)
+        elif now >= finger[5] + self.bounce_us:  # lifted, past the release's bounce
+            if finger[6] is None:
+                finger[6] = now
+            elif now - finger[6] >= finger[2]:
+                self._finger = None
+
+    def _press_at(self, key, start, end):
+        now = self.clock.now()
+        self._presses = [p for p in self._presses
+                         if p[2] is None or p[2] + self.bounce_us > now]
+        self._presses.append((key, start, end, self._chatter(start),
+                              None if end is None else self._chatter(end)))
+        self._at = -1
+
+    def _release(self, key, end):
+        for i in range(len(self._presses)):
+            p = self._presses[i]
+            if p[0] == key and p[2] is None:
+                self._presses[i] = (key, p[1], end, p[3], self._chatter(end))
         self._at = -1
 
     # ---- wiring --------------------------------------------------------------------------------
@@ -85,9 +154,9 @@ class KeypadMatrix:
             return self._closed
         closed = 0
         for key, start, end, on_chatter, off_chatter in self._presses:
-            if now < start or now >= end + self.bounce_us:
+            if now < start or end is not None and now >= end + self.bounce_us:
                 continue
-            if now < end:  # closed at the press edge, toggling during the chatter
+            if end is None or now < end:  # closed at the press edge, toggling during the chatter
                 level = 1
                 toggles = on_chatter
             else:
@@ -109,7 +178,10 @@ class KeypadMatrix:
         return read
 
     def _level(self, col):
-        closed = self._contacts(self.clock.now())
+        now = self.clock.now()
+        if self._finger is not None or self._typing:
+            self._watch_finger(col, now)
+        closed = self._contacts(now)
         if not closed:
             return None  # nothing pressed: the pull-up holds the column high
         ncols = len(self.cols)

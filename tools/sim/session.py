@@ -530,7 +530,8 @@ class Firmware:
 def loaded_modules(image, config):
     """The compiled modules of the folder `image` that the simulated board loads with the
     settings `config`, as (the firmware's, the simulation's own) lists of paths: the other
-    reader's driver and model, and Wi-Fi and NTP when unset, are left out."""
+    reader's driver and model, the keypad controller unless set, and Wi-Fi and NTP when unset,
+    are left out."""
     from firmware.settings import DEFAULTS
 
     def setting(name):
@@ -545,6 +546,8 @@ def loaded_modules(image, config):
         unused |= {"drivers/mfrc522", "tools/models/mfrc522"}
     if setting("display") != "ssd1306_spi":
         unused.add("drivers/ssd1306_spi")
+    if setting("keypad") != "tca8418":
+        unused |= {"drivers/tca8418", "tools/models/tca8418"}
     if not setting("wifi_ssid"):
         unused |= {"firmware/wifi", "tools/models/wlan"}
     if not setting("ntp_host"):
