@@ -19,7 +19,8 @@ OUT ?= out/sim
 PORT ?= 8583
 # Purchases for make bench (default 1000) and make bench-heap (default 3); CAMPAIGN=1 makes
 # bench-heap run a generated campaign with faults (tools/sim/gen.py) instead; BOARD_CONFIG=1
-# measures with Wi-Fi and NTP on, as a board at the counter.
+# measures with Wi-Fi and NTP on, as a board at the counter; JOBS=4 runs bench-heap's trials
+# four at a time (they mostly wait on the simulated host and printer).
 PURCHASES ?=
 CAMPAIGN ?=
 ARCH ?=
@@ -39,9 +40,10 @@ INPUTS ?= 100000
 
 all: test
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-peers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-peers.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -73,7 +75,7 @@ bench: $(VENV)/.installed
 # The code as ROMFS, or CODE=mpy for .mpy files on the filesystem.
 bench-heap: $(VENV)/.installed
 	$(PY) -m tools.bench --min-heap $(BENCH_ARGS) $(if $(CAMPAIGN),--campaign) \
-		--code $(if $(filter mpy files,$(CODE)),mpy,romfs)
+		--code $(if $(filter mpy files,$(CODE)),mpy,romfs) $(if $(JOBS),--jobs $(JOBS))
 
 # --- a board on USB: flash MicroPython once, then build + deploy, provision (README, "Maker's path")
 check-port:

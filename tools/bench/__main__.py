@@ -47,15 +47,18 @@ def held(*names):
     return gc.mem_alloc() - before
 print(held('firmware.app', 'drivers.keypad', 'drivers.display', 'drivers.ssd1306',
            'drivers.escpos'),
-      held('drivers.pn532', 'drivers.pn532_i2c', 'drivers.emv'), held('drivers.mfrc522'),
+      held('drivers.pn532', 'drivers.pn532_i2c'), held('drivers.emv', 'drivers.democard'),
+      held('drivers.mfrc522'),
       held('firmware.startup', 'firmware.settings', 'firmware.keystore', 'boards.common'),
-      held('firmware.wifi', 'firmware.sntp'),
+      held('firmware.wifi'), held('firmware.sntp'),
       held('boards.sim', 'tools.models.bus', 'tools.models.pn532', 'tools.models.emvcard',
            'tools.models.tags', 'tools.models.keypad', 'tools.models.ssd1306',
            'tools.models.escpos'))
 """
-PARTS = ("firmware, keypad, display, printer", "PN532 reader on I2C, with EMV", "RC522 reader",
-         "start-up (dropped after boot)", "Wi-Fi and NTP", "chip models (simulated board only)")
+PARTS = ("firmware, keypad, display, printer", "PN532 reader on I2C",
+         "EMV, demo record (for a card read only)", "RC522 reader",
+         "start-up (dropped after boot)", "Wi-Fi", "NTP client (for a query only)",
+         "chip models (simulated board only)")
 
 
 def micro(micropython):
@@ -103,12 +106,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--step", type=int, default=1024, help="--min-heap: bytes (sharpness)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="--min-heap: runs at once (they mostly wait: 4 suit two cores)")
     budget.add_config_argument(parser)
     args = parser.parse_args(argv)
     args.micropython = str(Path(args.micropython).resolve())
     if args.min_heap:
         return budget.min_heap(args.purchases or 3, args.campaign, args.code, args.micropython,
-                               args.seed, args.runs, args.step, args.config)
+                               args.seed, args.runs, args.step, args.config, args.jobs)
     micro(args.micropython)
     code_heap(args.micropython)
     budget.budget(args.micropython, args.purchases or 1000, args.config)

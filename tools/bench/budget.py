@@ -48,8 +48,11 @@ def purchases(n, config=FAST):
                 {"wait": "settled", "timeout_ms": 120000}]
     # With Wi-Fi the board joins its network first (the WLAN model takes about a second).
     joined = [{"sleep_ms": 5000}] if config.get("wifi_ssid") else []
-    return {"config": dict(config), "steps": [{"wait": "idle", "timeout_ms": 20000}] + joined
-            + purchase * n}
+    # A balance for every purchase to be approved (the default test card's runs out after 40).
+    card = {"pan": PAN, "expiry": "2812", "pin": "1234", "balance": 1250 * n + 1250,
+            "status": "active"}
+    return {"config": dict(config), "cards": [card],
+            "steps": [{"wait": "idle", "timeout_ms": 20000}] + joined + purchase * n}
 
 
 def run_scenario(scenario, out, code, micropython, heapsize=None):
@@ -86,6 +89,11 @@ def measure(code, micropython, n, tmp, config=None):
         raise RuntimeError("%s: the run failed (exit %d); see %s" % (code, rc, run))
     sim = simulation_share(run)
     marks = [(int(peak) - sim, int(idle) - sim) for peak, idle in HEAP_LINE.findall(log)]
+    ledger = json.loads((run / "ledger.json").read_text())
+    approved = sum(t["status"] == "approved" and t["receipt_confirmed"] for t in ledger)
+    if approved != n or len(marks) != n + 1:
+        raise RuntimeError("%s: %d of %d purchases approved and confirmed, %d heap lines for "
+                           "%d; see %s" % (code, approved, n, len(marks), n + 1, run))
     # The first line is the boot's; then one a purchase, when it has settled.
     figures = {"sim": sim, "boot": marks[0][1], "peak": max(p for p, _ in marks[1:]),
                "seconds": took}
@@ -141,7 +149,8 @@ def _passes(scenario, n, campaign, heapsize, code, micropython, tmp):
     return ok, sim, took
 
 
-def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024, config=None):
+def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024, config=None,
+             jobs=1):
     if campaign:
         from tools.sim import gen
 
@@ -155,30 +164,43 @@ def min_heap(purchases_n, campaign, code, micropython, seed=1, runs=3, step=1024
         what = "%d purchase%s over TLS" % (purchases_n, "s" if purchases_n > 1 else "")
     print("== smallest heap for %s, code as %s, %s (%s)" % (
         what, code, micropython, interpreter(micropython)))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(jobs) as pool:
         probe = measure(code, micropython, 1, tmp, config)
         low = probe["boot"] + probe["sim"]  # it cannot even idle below this
         high = low * 2
+        count = [0]
 
-        def passes(heapsize):
-            ok, sim, took = _passes(scenario, purchases_n, campaign, heapsize, code,
-                                    micropython, tmp)
-            print("  -X heapsize=%-7d %s (%.0f s)" % (heapsize, "pass" if ok else "FAIL", took),
-                  flush=True)
-            return ok, sim
+        def passes_all(heapsizes):
+            # Runs wait on the simulated host and printer more than they compute: `jobs` of
+            # them at once search as fast on two cores as one does alone.
+            def one(heapsize):
+                count[0] += 1
+                run_dir = Path(tmp) / ("run%d" % count[0])
+                ok, sim, took = _passes(scenario, purchases_n, campaign, heapsize, code,
+                                        micropython, run_dir)
+                print("  -X heapsize=%-7d %s (%.0f s)" % (heapsize, "pass" if ok else "FAIL",
+                                                          took), flush=True)
+                return ok, sim
 
-        if not passes(high)[0]:
+            return list(pool.map(one, heapsizes))
+
+        if not passes_all([high])[0][0]:
             print("fails even at %d" % high)
             return 1
         while high - low > step:
-            mid = (low + high) // 2
-            if passes(mid)[0]:
-                high = mid
-            else:
-                low = mid
-        # Confirmed: `runs` more runs in a row pass, else a step up.
+            # `jobs` points evenly inside (low, high): the smallest that passes is the new high,
+            # the largest below it that fails the new low.
+            points = [low + (high - low) * (i + 1) // (jobs + 1) for i in range(jobs)]
+            results = passes_all(points)
+            passing = [h for h, (ok, _) in zip(points, results) if ok]
+            if passing:
+                high = min(passing)
+            below = [h for h, (ok, _) in zip(points, results) if not ok and h < high]
+            if below:
+                low = max(below)
+        # Confirmed: `runs` more runs pass, else a step up.
         while True:
-            results = [passes(high) for _ in range(runs)]
+            results = passes_all([high] * runs)
             if all(ok for ok, _ in results):
                 break
             low, high = high, high + step
@@ -215,12 +237,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--step", type=int, default=1024, help="--min-heap: bytes (sharpness)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="--min-heap: runs at once (they mostly wait: 4 suit two cores)")
     add_config_argument(parser)
     args = parser.parse_args(argv)
     args.micropython = str(Path(args.micropython).resolve())
     if args.min_heap:
         return min_heap(args.purchases or 3, args.campaign, args.code, args.micropython,
-                        args.seed, args.runs, args.step, args.config)
+                        args.seed, args.runs, args.step, args.config, args.jobs)
     budget(args.micropython, args.purchases or 1000, args.config)
     return 0
 
