@@ -7,7 +7,9 @@ fresh board); run it directly to debug one file.
 
 A test file is portable when its first lines carry the marker `# portable: micropython`; such a
 file uses plain `test_*` functions with `assert`, no pytest fixtures. Every `test_*` function
-is called; the last line is `N passed, N failed`, and the exit status is 1 on any failure.
+is called; the last lines are `peak heap N bytes` (the most the heap held, sampled every
+millisecond by a thread where the port has threads, collections every 2 KB allocated keeping
+garbage under that) and `N passed, N failed`, and the exit status is 1 on any failure.
 """
 
 import gc
@@ -30,6 +32,22 @@ def _portable(path):
     return False
 
 
+_SAMPLE_MS = 1
+_COLLECT_EVERY = 2048  # bytes allocated between collections: the garbage a sample can hold
+
+
+def _watch_heap(peak):
+    """Keep peak[0] at the most gc.mem_alloc() has been, until peak[1] is cleared. Allocates
+    nothing, so it runs beside tests that lock the heap."""
+    import time
+
+    while peak[1]:
+        used = gc.mem_alloc()
+        if used > peak[0]:
+            peak[0] = used
+        time.sleep_ms(_SAMPLE_MS)
+
+
 def main(argv):
     here = _here()
     root = here[: here.rfind("/")] if "/" in here else "."
@@ -44,6 +62,14 @@ def main(argv):
                            n.endswith(".py"))
     passed = failed = 0
     baseline = set(sys.modules)
+    peak = [gc.mem_alloc(), 1]
+    gc.threshold(_COLLECT_EVERY)
+    try:
+        import _thread
+
+        _thread.start_new_thread(_watch_heap, (peak,))
+    except ImportError:  # a port without threads: the peak is sampled after each test
+        pass
     for name in names:
         path = here + "/" + name
         if not _portable(path):
@@ -69,6 +95,9 @@ def main(argv):
                 failed += 1
                 print("FAIL %s::%s: %r" % (name, attr, e))
                 sys.print_exception(e)
+            peak[0] = max(peak[0], gc.mem_alloc())
+    peak[1] = 0
+    print("peak heap %d bytes" % peak[0])
     print("%d passed, %d failed" % (passed, failed))
     return failed
 
