@@ -31,6 +31,8 @@ try:
 except ImportError:  # CPython: importable, but there is no littlefs to mount
     vfs = None
 
+from drivers import CardUnreadable
+
 BLOCK_SIZE = 4096
 BLOCK_COUNT = 128  # 512 KB image, the size of a small ESP32 data partition
 ROOT = "/flash"
@@ -243,7 +245,7 @@ def _fast_timebase(clock, uart):
 
 # What a tapped card can be: an EMV contactless card (tools/models/emvcard.py) or a demo tag.
 CARD_PROFILES = ("emv_visa", "emv_mastercard", "emv_track2_only", "emv_long_pdol",
-                 "emv_multi_sfi", "ntag213", "ntag215", "classic1k")
+                 "emv_multi_sfi", "ntag213", "ntag215", "classic1k", "ntag215_blank")
 
 
 def _card_model(card):
@@ -258,6 +260,8 @@ def _card_model(card):
         return tags.demo_ntag(pan, expiry)
     if profile == "classic1k":
         return tags.demo_classic(pan, expiry)
+    if profile == "ntag215_blank":  # no demo record on it: the reader says "not read"
+        return tags.blank_ntag(pan, expiry)
     for make in emvcard.PROFILES:
         if profile == "emv_" + make.__name__.replace("_like", ""):
             return make(pan, expiry)
@@ -281,8 +285,15 @@ class _Reader:
         self._driver = driver
 
     def read_card(self):
-        card = self._driver.read_card()
         board = self._board
+        try:
+            card = self._driver.read_card()
+        except CardUnreadable as e:
+            if board.card is not None:
+                board.field_remove(board.card)
+                board.card = None
+                board.send({"card_unread": str(e)})
+            raise
         if card is not None and board.card is not None:
             board.field_remove(board.card)
             board.card = None
@@ -490,12 +501,25 @@ class Board:
             gc.collect()
             before = gc.mem_alloc()
             await self._link.open("127.0.0.1", int(port))
+            asyncio.create_task(self._report_typed())
             gc.collect()
-            self.model_heap += gc.mem_alloc() - before  # its socket, streams and reading task
+            # Its socket, streams and tasks (reading the link, reporting the finger's keys).
+            self.model_heap += gc.mem_alloc() - before
             self._link.send({"hello": 1})
         self.log(heap_report(self.model_heap))
         if port is None:
             print(heap_report(self.model_heap))
+
+    async def _report_typed(self):
+        # How many keys the finger has typed, for the sim's "keys" step to go on: sent from a
+        # task, as the finger types in the keypad's timer callback, which must not write to
+        # the link in the middle of another line.
+        typed = 0
+        while True:
+            await asyncio.sleep(0.02)
+            if self.matrix.typed != typed:
+                typed = self.matrix.typed
+                self._link.send({"typed": typed})
 
     def report(self, state):
         self._link.send({"state": state})

@@ -24,7 +24,7 @@ sleep, not SPI traffic: a no-card poll is 12 SPI bytes of setup plus a few statu
 
 from micropython import const
 
-from drivers import democard
+from drivers import CardUnreadable, democard
 from drivers.watch import PollWatch
 
 try:
@@ -452,9 +452,10 @@ class RC522Reader:
     `read_card()` is called every 50 ms while the terminal is idle. It returns (pan, expiry)
     from a demo card (drivers/democard.py) on an NTAG213/215 (pages 4 to 9) or a MIFARE
     Classic 1K (blocks 4 and 5, sector 1 authenticated with key A), and None otherwise: no card,
-    a foreign card, a read cut short (card pulled away), a collision, a CRC error. Every READ
-    is CRC_A checked and the record carries its own CRC32, so a damaged read is None, never a
-    wrong PAN; a transient fault is retried on the next poll.
+    a read cut short (card pulled away), a collision, a CRC error. Every READ is CRC_A checked
+    and the record carries its own CRC32, so a damaged read is None, never a wrong PAN; a
+    transient fault is retried on the next poll. A card that reads whole but carries no demo
+    record (a foreign tag or key, a record failing its checks) raises CardUnreadable, once.
 
     A card is read once per presentation. After a read the card is halted (HLTA): it answers
     only WUPA from then on, so the cheap REQA poll does not see it. The UIDs dealt with (read,
@@ -493,7 +494,16 @@ class RC522Reader:
             if uid in self._seen:
                 chip.halt()
                 return None
-            result = self._read_record(chip)
+            try:
+                result = self._read_record(chip)
+            except CardUnreadable:
+                self._retry = False
+                self._remember(uid)
+                try:
+                    chip.halt()
+                except ReaderError:
+                    pass
+                raise
         except ReaderError:
             # card pulled away, collision, CRC error: try to park it, retry on the next poll
             self._retry = True
@@ -503,11 +513,14 @@ class RC522Reader:
                 pass
             return None
         self._retry = False
+        self._remember(uid)
+        chip.halt()
+        return result
+
+    def _remember(self, uid):
         self._seen.append(uid)
         if len(self._seen) > _SEEN:
             self._seen.pop(0)
-        chip.halt()
-        return result
 
     def _read_record(self, chip):
         rec = self._rec
@@ -524,14 +537,14 @@ class RC522Reader:
             try:
                 chip.auth_classic(first, self.classic_key)
             except ReaderError:
-                return None  # not our key: a foreign card (remembered, not retried)
+                raise CardUnreadable("Classic card: not our key")  # a foreign card
             chip.read(first, blk)
             rec[0:16] = blk
             chip.read(first + 1, blk)
             rec[16:32] = blk
         else:
-            return None  # not a tag type that carries our record
+            raise CardUnreadable("tag type (SAK %02X) carries no demo record" % sak)
         try:
             return democard.decode(rec)
-        except democard.CardFormatError:
-            return None
+        except democard.CardFormatError as e:
+            raise CardUnreadable(str(e))

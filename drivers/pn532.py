@@ -22,7 +22,7 @@ import time
 
 from micropython import const
 
-from drivers import let_go
+from drivers import CardUnreadable, let_go
 from drivers.watch import PollWatch
 
 _TFI_HOST = const(0xD4)
@@ -328,6 +328,7 @@ class PN532:
 
 _ABSENT_POLLS = const(2)
 _MAX_FAULTS = const(20)
+_READ_TRIES = const(3)  # reads of one presentation before it is "not read": a slow tap recovers
 _NTAG_READ_4 = const(b"\x30\x04")
 _NTAG_READ_8 = const(b"\x30\x08")
 _CLASSIC_KEY_A = const(b"\xff\xff\xff\xff\xff\xff")
@@ -347,7 +348,11 @@ class PN532Reader:
     UID cannot tell "same card" from "new card". While such a card stays, a poll costs one
     InListPassiveTarget and an InRelease, not a second read.
 
-    PN532 faults (timeouts, damaged frames) give None too; after 20 in a row (a second at the
+    A card the reader cannot read (bad data, a status word refusing a command, a card taken
+    away mid-read) is tried again on the next polls; after 3 failed reads of one presentation
+    it raises CardUnreadable with the reason, once, and is left alone until it leaves.
+
+    PN532 faults (timeouts, damaged frames) give None; after 20 in a row (a second at the
     idle rate) the last one is raised: the runtime then resets the board, which resets the chip.
     """
 
@@ -358,7 +363,7 @@ class PN532Reader:
         self._latched = False
         self._absent = 0
         self._faults = 0
-
+        self._failed = 0  # failed reads of the card in the field
     def read_card(self):
         pn = self._pn532
         if self._watch.lapsed():
@@ -377,23 +382,35 @@ class PN532Reader:
                 self._absent += 1
             if self._absent >= _ABSENT_POLLS:
                 self._latched = False
+                self._failed = 0
             return None
         self._absent = 0
         result = None
+        why = None
         if not self._latched:
             try:
                 if pn.target_sak & 0x20:
                     result = self._read_emv()
                 else:
                     result = self._read_demo(classic=bool(pn.target_sak & 0x18))
-            except (PN532Error, ValueError):  # EmvError, CardFormatError: no card number
-                result = None
+            except PN532CardError as e:  # the card's side: refused, or gone mid-read
+                why = "card: %s" % e
+            except PN532Error:  # our side of the link: a fault, counted at the poll
+                pass
+            except ValueError as e:  # EmvError, CardFormatError: no card number in it
+                why = str(e)
         try:
             pn.release()
         except PN532Error:
             pass
         if result is not None:
             self._latched = True
+            self._failed = 0
+        elif why is not None:
+            self._failed += 1
+            if self._failed >= _READ_TRIES:
+                self._latched = True
+                raise CardUnreadable(why)
         return result
 
     # The card formats' code is imported for a read and let go after it: from .mpy files EMV's

@@ -19,6 +19,7 @@ import time
 
 from micropython import const
 
+from drivers import CardUnreadable
 from firmware import let_go, screens
 from firmware.core import Terminal
 from firmware.journal import Journal
@@ -378,9 +379,13 @@ class Runtime:
         period = self.settings["poll_ms"]
         while True:
             if self.terminal.wants_card() and not self.handshakes:
-                card = reader.read_card()
-                if card is not None:
-                    self.dispatch(("card", card[0], card[1]))
+                try:
+                    card = reader.read_card()
+                except CardUnreadable as e:
+                    self.dispatch(("unread", str(e)))
+                else:
+                    if card is not None:
+                        self.dispatch(("card", card[0], card[1]))
             await sleep_ms(period)
 
     async def paper(self):

@@ -229,6 +229,8 @@ class Terminal:
             self._boot(actions, event[1])
         elif kind == "card":
             self._card(actions, event[1], event[2])
+        elif kind == "unread":
+            self._unread(actions, event[1])
         elif kind == "key":
             self._key(actions, event[1])
         elif kind == "rx":
@@ -333,6 +335,13 @@ class Terminal:
         self.mode = AMOUNT
         self._show(actions, screens.amount(self.settings, "", pan[-4:]))
         actions.append(("arm", "entry", self.settings["entry_timeout_ms"]))
+
+    def _unread(self, actions, why):
+        """A card was presented and the reader got no card number from it (`why` holds none)."""
+        if not self.wants_card():
+            return
+        self._log("card not read: %s" % why)
+        self._message(actions, screens.card_error())
 
     def _key(self, actions, label):
         mode = self.mode

@@ -67,7 +67,7 @@ def idle(settings, now, status, net=None):
 
 
 def card_error():
-    return _fit(["Card unreadable", "", "Try again"])
+    return _fit(["Card not read", "", "Try again"])
 
 
 def amount(settings, digits, last4, note=""):

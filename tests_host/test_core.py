@@ -244,7 +244,22 @@ def test_entry_timeout_cancels():
 def test_card_with_garbage_is_refused():
     rig = Rig()
     rig.do(("card", "12AB", "2812"))
-    assert "unreadable" in rig.screen_text() and rig.t.mode == core.MESSAGE
+    assert "Card not read" in rig.screen_text() and rig.t.mode == core.MESSAGE
+
+
+def test_a_card_not_read_is_said_and_logged():
+    rig = Rig()
+    del rig.t.log[:]
+    rig.do(("unread", "status 6A83"))
+    assert rig.screen[0] == "Card not read" and "Try again" in rig.screen
+    assert rig.t.mode == core.MESSAGE and rig.t.log == ["card not read: status 6A83"]
+    rig.do(("timer", "msg"))
+    assert rig.t.mode == core.IDLE
+    # Mid-purchase (a second card swiped past the reader) it changes nothing.
+    rig.do(("card", PAN, "2812"))
+    del rig.t.log[:]
+    rig.do(("unread", "not a demo card"))
+    assert rig.t.mode == core.AMOUNT and rig.t.log == []
 
 
 def _records_until(n):

@@ -6,7 +6,7 @@ import gc
 
 import micropython
 
-from drivers import democard
+from drivers import CardUnreadable, democard
 from drivers.pn532 import PN532Error, PN532Reader, PN532Timeout
 from drivers.pn532_i2c import PN532_I2C
 from drivers.pn532_spi import PN532_SPI
@@ -352,20 +352,42 @@ def test_card_leaving_mid_read_is_none_then_read_again():
         assert reader.read_card() == (PAN, EXP)
 
 
-def test_card_errors_are_none():
+def _not_read(reader):
+    """Polls until the reader says the card is not read: (polls, the reason)."""
+    for polls in range(1, 10):
+        try:
+            assert reader.read_card() is None
+        except CardUnreadable as e:
+            return polls, str(e)
+    raise AssertionError("never CardUnreadable")
+
+
+def test_a_card_that_cannot_be_read_is_said_once_after_three_tries():
     clock, model, pn, tap = make("i2c")
     reader = PN532Reader(pn)
     card = emvcard.visa_like(PAN, EXP)
     card.aids = [(b"\xA0\x00\x00\x00\x03\x10\x10", b"VISA", 1)]
     card.records = {}  # READ RECORD answers 6A83: no PAN
     model.put(card)
-    assert reader.read_card() is None
+    polls, why = _not_read(reader)
+    assert polls == 3 and why == "status 6A83", why
+    assert PAN not in why
+    for _ in range(5):
+        assert reader.read_card() is None  # said once: left alone while it stays
     model.remove(card)
+    reader.read_card()
+    reader.read_card()  # the field seen empty twice: a new presentation may come
     other = emvcard.visa_like(PAN, EXP)
     other.pdol = b"\x9F\x66\x04"  # it then refuses our GPO data: 6700
     other._pdol_len = lambda: 5
     model.put(other)
-    assert reader.read_card() is None
+    assert _not_read(reader) == (3, "status 6700")
+    model.remove(other)
+    reader.read_card()
+    reader.read_card()
+    bad = Ntag(bytes(32))  # a tag, no demo record on it
+    model.put(bad)
+    assert _not_read(reader) == (3, "not a demo card")
 
 
 def test_faults_during_a_read_are_none():

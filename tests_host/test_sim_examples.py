@@ -9,7 +9,8 @@ from simruns import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["approved", "declined", "timeout_recovered_by_query", "timeout_reversal",
-            "late_response_after_reversal", "power_cut_after_send", "paper_out_after_approval"]
+            "late_response_after_reversal", "power_cut_after_send", "paper_out_after_approval",
+            "card_not_read"]
 
 
 
@@ -110,6 +111,18 @@ def test_declined_insufficient_funds(runs):
     assert txn["status"] == "declined"
     assert not any("APPROVED" in r for r in receipts)
     assert [e["rc"] for e in events if e["kind"] == "host_rx"] == ["51"]
+
+
+def test_card_not_read_is_said_then_a_good_card_pays(runs):
+    txn, receipts, events, path = record(runs, "card_not_read")
+    unread = [e for e in events if e["kind"] == "card_unread"]
+    assert [e["reason"] for e in unread] == ["not a demo card"]
+    shown = [e["lines"] for e in events if e["kind"] == "display"]
+    assert ["Card not read", "", "Try again"] in shown
+    assert "card not read: not a demo card" in (path / "firmware.log").read_text()
+    # Nothing about the tag reached the host; the card tapped next paid as usual.
+    assert txn["pan_last4"] == "0010"
+    assert_approved_receipts(txn, receipts, reprint=False)
 
 
 def test_timeout_recovered_by_query(runs):

@@ -16,30 +16,40 @@ CUT = [{"power": "cut"}, {"sleep_ms": 300}, {"power": "on"}]
 PAY = [{"tap": PAN}, {"keys": "1250#"}, {"keys": "1234#"}]
 SETTLED = [{"wait": "settled", "timeout_ms": 40000}]
 
+def sent(mti):
+    return [{"wait": "sent", "mti": mti, "timeout_ms": 20000}]
+
+
+def received(mti):
+    return [{"wait": "received", "mti": mti, "timeout_ms": 20000}]
+
+
+# Each cut is timed to a message of the flow, not to a duration: on a busy machine the firmware
+# takes longer to get there, and the cut must still land where the scenario says.
 SCENARIOS = {
     # Nothing was sent: nothing on the host, and the terminal takes the next purchase.
     "amount_entry": START + [{"tap": PAN}, {"keys": "12"}] + CUT + SETTLED + PAY + SETTLED,
     "pin_entry": START + [{"tap": PAN}, {"keys": "1250#12"}] + CUT + SETTLED,
     # Sent, and the host never got it: the status query after boot finds no record.
-    "sent_request_lost": START + [{"host": "drop_request"}] + PAY + [{"sleep_ms": 300}] + CUT
+    "sent_request_lost": START + [{"host": "drop_request"}] + PAY + sent("0200") + CUT
     + SETTLED,
     # Approved and journaled, paper out so nothing printed yet: printed after boot and paper.
-    "approved_not_printed": START + [{"paper": "out"}] + PAY + [{"sleep_ms": 800}] + CUT
-    + [{"paper": "in"}] + SETTLED,
+    "approved_not_printed": START + [{"paper": "out"}] + PAY + received("0210")
+    + [{"wait": "idle", "timeout_ms": 20000}] + CUT + [{"paper": "in"}] + SETTLED,
     # Printed, confirmation not yet acknowledged: sent after boot, nothing printed again.
     "printed_not_confirmed": START + [{"host": "drop_response", "for": "advice", "times": "all"}]
-    + PAY + [{"sleep_ms": 1200}] + CUT + [{"host": "heal"}] + SETTLED,
+    + PAY + sent("0220") + CUT + [{"host": "heal"}] + SETTLED,
     # Reversal decided and not acknowledged: sent after boot, before anything new.
     "reversal_pending": START + [
         {"host": "drop_response"},
         {"host": "drop_response", "for": "query", "times": "all"},
         {"host": "drop_response", "for": "reversal", "times": "all"},
-    ] + PAY + [{"sleep_ms": 4500}] + CUT + [{"host": "heal"}] + SETTLED,
+    ] + PAY + sent("0400") + CUT + [{"host": "heal"}] + SETTLED,
     # Power cut again while boot recovery is asking the host.
     "during_recovery": START + [
         {"host": "drop_response"},
         {"host": "delay_response", "for": "query", "ms": 3000, "times": 2},
-    ] + PAY + [{"sleep_ms": 300}] + CUT + [{"sleep_ms": 300}] + CUT + SETTLED,
+    ] + PAY + sent("0200") + CUT + sent("0600") + CUT + SETTLED,
 }
 
 

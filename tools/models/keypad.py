@@ -21,6 +21,7 @@ end before a scan ever saw it, which no cashier's finger does to a running board
 """
 
 LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
+_LIFT_NEXT = -1  # the finger lifts at the scan after the one that saw it held long enough
 
 
 class _Rng:
@@ -50,6 +51,7 @@ class KeypadMatrix:
         self._at = -1  # the time the cached contact state is for
         self._closed = 0  # bit (row * ncols + col) set: contact closed
         self._typing = []  # keys type_key() has yet to type: (key, hold_us, lift_us)
+        self.typed = 0  # keys type_key() has typed, lifted and all
         self._finger = None  # [key, hold_us, lift_us, start_us, seen_from, end_us, open_from]
         for c in range(len(col_pins)):
             col_pins[c].reader = self._reader(c)
@@ -124,13 +126,16 @@ class KeypadMatrix:
             if finger[4] is None:
                 finger[4] = now
             elif now - finger[4] >= finger[1]:
-                finger[5] = now
-                self._release(key, now)
+                finger[5] = _LIFT_NEXT  # this read still sees it closed: the driver counts it
+        elif finger[5] == _LIFT_NEXT:
+            finger[5] = now
+            self._release(key, now)
         elif now >= finger[5] + self.bounce_us:  # lifted, past the release's bounce
             if finger[6] is None:
                 finger[6] = now
             elif now - finger[6] >= finger[2]:
                 self._finger = None
+                self.typed += 1
 
     def _press_at(self, key, start, end):
         now = self.clock.now()

@@ -292,6 +292,12 @@ def demo_ntag(pan, expiry, uid=None, kind=None):
     return tag
 
 
+def blank_ntag(pan, expiry):
+    """An NTAG215 with nothing written on it (a foreign tag), its UID made from pan and expiry
+    so that each scenario card is a tag of its own."""
+    return NTAG215(_uid_from(pan, expiry, 7))
+
+
 def demo_classic(pan, expiry, uid=None, key_a=DEFAULT_KEY):
     """A MIFARE Classic 1K carrying our demo record in blocks 4 and 5 (sector 1, key A)."""
     from drivers import democard

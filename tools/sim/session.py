@@ -35,7 +35,7 @@ CODES = ("romfs", "mpy")
 KEY_LABELS = "0123456789ABCD*#"
 # boards/sim.py holds each key for the debounce time + 20 ms and lifts it for as long: a `keys`
 # step ends when its last key has been pressed and released, so a step after it comes after.
-KEY_MARGIN_MS = 20
+KEY_TIMEOUT_S = 30  # a key the firmware's scans have not seen by then: the keypad is dead
 TAP_TIMEOUT_MS = 30000
 
 
@@ -274,6 +274,10 @@ class BoardModel:
         self._receipt_no = 0
         self._paper_entries = []  # a job's paper, an entry a line, until its paper_report
         self._pin_entry = False  # digits now go to the PIN prompt, as far as the sim can tell
+        # Keys sent to this boot's board, and how many its finger has typed (its "typed").
+        self.keys_sent = 0
+        self.keys_typed = 0
+        self._typed = asyncio.Event()
 
     async def start(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -322,6 +326,7 @@ class BoardModel:
     async def _serve_link(self, reader, writer):
         self.drop_link()  # one firmware at a time: a new boot replaces the old link
         self._writer = writer
+        self.keys_sent = self.keys_typed = 0  # a new boot: keys pressed before it are gone
         try:
             while True:
                 line = await reader.readline()
@@ -340,8 +345,12 @@ class BoardModel:
             if self._writer is writer:
                 self._writer = None
                 self.state = None
+            self._typed.set()  # nobody is typing any more
 
     def _on_message(self, msg):
+        if "typed" in msg:
+            self.keys_typed = int(msg["typed"])
+            self._typed.set()
         if "hello" in msg:
             self.events.emit("boot")
             # What the board's hardware would tell a fresh boot: paper sensor, card in the field.
@@ -363,6 +372,11 @@ class BoardModel:
             self.field = None
             self._read.set()
             self.events.emit("card_read", pan_last4=str(msg["card_read"])[-4:])
+        if "card_unread" in msg:
+            # The reader gave up on the card: the cashier takes it away.
+            self.field = None
+            self._read.set()
+            self.events.emit("card_unread", reason=str(msg["card_unread"]))
         if "state" in msg:
             state = msg["state"]
             mode = state.get("mode") if isinstance(state, dict) else None
@@ -402,8 +416,25 @@ class BoardModel:
 
     # --- inputs -------------------------------------------------------------------------------
 
+    async def wait_typed(self, timeout_s):
+        """Until the board's finger has typed every key sent to it (or the link is gone);
+        False when that takes longer than timeout_s."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._writer is not None and self.keys_typed < self.keys_sent:
+            self._typed.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._typed.wait(), left)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
     def press(self, label):
         sent = self.send({"key": label})
+        if sent:
+            self.keys_sent += 1
         shown = label
         if self._pin_entry and label in "0123456789":
             shown = PIN_DIGIT  # the PIN stays between the keypad and the PIN block
@@ -751,6 +782,8 @@ class SimSession:
             self.paper(step["paper"] == "in")
         elif "power" in step:
             await self.power(step["power"] == "on")
+        elif step.get("wait") in ("sent", "received"):
+            await self.wait_message(step["wait"], step.get("mti"), step.get("timeout_ms", 60000))
         elif "wait" in step:
             await self.wait(step["wait"], step.get("timeout_ms", 60000))
         elif "sleep_ms" in step:
@@ -772,12 +805,13 @@ class SimSession:
         self.board.present(card)
 
     async def keys(self, labels):
-        from firmware.settings import DEFAULTS
-
-        debounce = self.config.get("keypad_debounce_ms", DEFAULTS["keypad_debounce_ms"])
+        # One key at a time, each typed once the board's finger has typed the last: the
+        # firmware's scans have seen it pressed and released (boards/sim.py, "typed").
         for label in labels:
             self.board.press(label)
-            await asyncio.sleep(2 * (debounce + KEY_MARGIN_MS) / 1000)
+            if not await self.board.wait_typed(KEY_TIMEOUT_S):
+                raise SimError("key %s: not typed within %d s (no keypad scans)"
+                               % (label, KEY_TIMEOUT_S))
 
     def host_fault(self, step):
         fields = {k: v for k, v in step.items() if k != "host"}
@@ -806,6 +840,20 @@ class SimSession:
     def is_settled(self):
         state = self.board.state
         return (self.is_idle() and not state.get("queued") and not state.get("unprinted"))
+
+    async def wait_message(self, what, mti, timeout_ms):
+        """Until the terminal sends ("sent") or receives ("received") a message, of type `mti`
+        if given, after this step began: a power cut can then be timed to a point of the flow
+        whatever the machine's speed."""
+        kind = "host_tx" if what == "sent" else "host_rx"
+        start = len(self.events.events)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not any(e["kind"] == kind and (mti is None or e.get("mti") == mti)
+                      for e in self.events.events[start:]):
+            if time.monotonic() >= deadline:
+                raise SimError("wait %s %s: not within %d ms" % (what, mti or "", timeout_ms))
+            await asyncio.sleep(0.005)
+        self.events.emit("wait_done", what=what, **({"mti": mti} if mti else {}))
 
     async def wait(self, what, timeout_ms):
         check = self.is_idle if what == "idle" else self.is_settled
