@@ -30,10 +30,56 @@ MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
     ({"steps": [{"tap": "4761"}]}, "PAN"),
     ({"steps": [{"tap": "4761739001010010", "keys": "1"}]}, "unknown step"),
     ({"cards": [{"pan": "4761739001010010", "profile": "amex"}], "steps": []}, "profile"),
+    ({"steps": [{"tap": "4761739001010011"}]}, r"step 1: tap: .*Luhn check"),
 ])
 def test_bad_scenarios_are_refused(scenario, reason):
     with pytest.raises(ScenarioError, match=reason):
         validate(scenario)
+
+
+CARD = {"pan": "4761739001010010", "expiry": "2812", "pin": "1234", "balance": 50000,
+        "status": "active"}
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"balence": 500}, r"card \.\.\.0010: unknown field\(s\) \['balence'\]"),
+    ({"pan": "4761739001010011"}, r"card \.\.\.0011: .*Luhn check \(its last digit would be 0\)"),
+    ({"pan": "47617390010"}, "12 to 19 digits"),
+    ({"balance": -1}, "balance must be a whole number of minor units, 0 or more"),
+    ({"balance": "500"}, "balance must be"),
+    ({"expiry": "2813"}, "month 13 is not 01 to 12"),
+    ({"expiry": "2800"}, "month 00"),
+    ({"expiry": "281"}, "YYMM"),
+    ({"expiry": None}, "expiry missing"),
+    ({"pin": "12"}, "pin must be 4 to 12 digits"),
+    ({"pin": 1234}, "pin must be"),
+    ({"status": "frozen"}, "status must be one of active, blocked"),
+    ({"limit": -5}, "limit must be"),
+])
+def test_what_cannot_be_a_card_is_refused(changes, reason):
+    card = {k: v for k, v in dict(CARD, **changes).items() if v is not None}
+    with pytest.raises(ScenarioError, match=reason):
+        validate({"cards": [card], "steps": []})
+
+
+def test_a_card_may_have_its_limit_label_and_profile_and_an_expired_date():
+    validate({"cards": [dict(CARD, expiry="2201", limit=None, label="old", profile="ntag213"),
+                        dict(CARD, pan="4761739001010028", limit=1000, status="blocked")]})
+
+
+def test_cli_unknown_card_field_exits_nonzero_with_one_line(tmp_path):
+    bad = tmp_path / "balence.json"
+    card = {k: v for k, v in CARD.items() if k != "balance"}
+    bad.write_text(json.dumps({"cards": [dict(card, balence=50000)],
+                               "steps": [{"wait": "idle"}]}))
+    proc = subprocess.run([sys.executable, "-m", "tools.sim", "--scenario", str(bad),
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tools.sim: card ...0010: unknown field(s) ['balence'] (a card has pan, expiry, pin, "
+        "balance, status, limit, label, profile)"], proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_contract_example_is_valid():
@@ -177,3 +223,57 @@ def test_virtual_clock_follows_real_time_across_the_ticks_wrap(monkeypatch):
         clock.advance(100)
         seen.append(clock.now())
     assert seen == [0, 3100, 6200, 9300, 12400]
+
+
+FAST = {"response_timeout_ms": 1500, "query_timeout_ms": 1000, "query_attempts": 2,
+        "retry_base_ms": 300, "retry_max_ms": 2000, "message_ms": 500}
+
+
+def _sim(scenario, out, *args):
+    return subprocess.run([sys.executable, "-m", "tools.sim", "--scenario", str(scenario),
+                           "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason="needs the MicroPython unix port")
+def test_a_run_ends_with_its_summary_and_keeps_its_record_without_force(tmp_path):
+    purchase = [{"keys": "1250#"}, {"keys": "1234#"}, {"wait": "settled", "timeout_ms": 60000}]
+    scenario = tmp_path / "two.json"
+    scenario.write_text(json.dumps({"config": FAST, "steps": [
+        {"wait": "idle", "timeout_ms": 60000}, {"tap": "4761739001010010"}, *purchase,
+        {"tap": "4761739001010028"}, *purchase]}))  # approved, then declined 51
+    out = tmp_path / "out"
+    proc = _sim(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    receipts = len(list((out / "receipts").glob("*.txt")))
+    assert receipts >= 2
+    assert proc.stdout.splitlines()[-1] == (
+        "tools.sim: 2 transactions (1 approved, 1 declined), %d receipts printed (0 reprints); "
+        "record in %s (events.jsonl, ledger.json, receipts/)" % (receipts, out))
+    # Again into the same OUT: refused in one line, the record as it was.
+    record = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = _sim(scenario, out)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.splitlines() == [
+        "tools.sim: %s holds something already, which this run would replace: give another "
+        "OUT, or --force (make sim FORCE=1)" % out]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == record
+    # With --force it is replaced: a run with no purchase leaves an empty ledger.
+    idle = tmp_path / "idle.json"
+    idle.write_text(json.dumps({"config": FAST, "steps": [{"wait": "idle",
+                                                           "timeout_ms": 60000}]}))
+    forced = _sim(idle, out, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert forced.stdout.splitlines()[-1].startswith(
+        "tools.sim: 0 transactions, 0 receipts printed (0 reprints); record in %s" % out)
+    assert json.loads((out / "ledger.json").read_text()) == []
+
+
+def test_a_file_for_out_is_refused_even_with_force(tmp_path):
+    scenario = tmp_path / "idle.json"
+    scenario.write_text(json.dumps({"steps": []}))
+    (tmp_path / "out").write_text("notes")
+    proc = _sim(scenario, tmp_path / "out", "--force")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["tools.sim: %s is a file, not a folder for the record: "
+                                        "give another OUT" % (tmp_path / "out")]

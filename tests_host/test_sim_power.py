@@ -9,7 +9,9 @@ from simruns import run_all
 from tools.sim.check import check
 
 PAN = "4761739001010010"
-CONFIG = {"response_timeout_ms": 1500, "query_timeout_ms": 800, "query_attempts": 2,
+# Timeouts with room for a loaded machine: the firmware runs in real time, and an answer the
+# host sends at once must never miss them.
+CONFIG = {"response_timeout_ms": 4000, "query_timeout_ms": 3000, "query_attempts": 2,
           "retry_base_ms": 300, "retry_max_ms": 1500, "message_ms": 300}
 START = [{"wait": "idle", "timeout_ms": 10000}]
 CUT = [{"power": "cut"}, {"sleep_ms": 300}, {"power": "on"}]
@@ -48,7 +50,7 @@ SCENARIOS = {
     # Power cut again while boot recovery is asking the host.
     "during_recovery": START + [
         {"host": "drop_response"},
-        {"host": "delay_response", "for": "query", "ms": 3000, "times": 2},
+        {"host": "delay_response", "for": "query", "ms": 8000, "times": 2},
     ] + PAY + sent("0200") + CUT + sent("0600") + CUT + SETTLED,
 }
 

@@ -6,6 +6,8 @@ For an NTAG213/215: the hex of pages 4 to 9, one page per line, for an NFC phone
 writes raw pages (e.g. NXP TagWriter or NFC Tools, "write memory"). For a MIFARE Classic 1K:
 block 4 and block 5 (the record's last 8 bytes, then zeros), sector 1 with key A FF..FF.
 The card number must exist at the host (tools/host/cards.json) for a purchase to go through.
+A card number failing the Luhn check or an expiry month outside 01 to 12 is refused (exit status
+2): the terminal would not take such a card (tools/cardnumber.py).
 """
 
 import argparse
@@ -13,6 +15,7 @@ import binascii
 import sys
 
 from drivers import democard
+from tools import cardnumber
 
 
 def pages(pan, expiry):
@@ -33,6 +36,10 @@ def main(argv=None):
     parser.add_argument("pan", help="card number, 12 to 19 digits")
     parser.add_argument("expiry", help="YYMM")
     args = parser.parse_args(argv)
+    refused = cardnumber.pan_error(args.pan) or cardnumber.expiry_error(args.expiry)
+    if refused:
+        print("demotag: %s" % refused, file=sys.stderr)
+        return 2
     try:
         ntag, classic = pages(args.pan, args.expiry), blocks(args.pan, args.expiry)
     except (democard.CardFormatError, ValueError) as e:

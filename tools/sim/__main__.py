@@ -1,14 +1,18 @@
-"""python -m tools.sim [--scenario FILE --out DIR] [--heapsize BYTES] [--code romfs|mpy]
-                     [--micropython PATH]
+"""python -m tools.sim [--scenario FILE --out DIR [--force]] [--heapsize BYTES]
+                     [--code romfs|mpy] [--micropython PATH]
 
-With a scenario: run it (contracts.md, "Scripted simulation"); exit 0 when it ran to its end,
-1 when a step failed (a wait not reached, a card never read), 2 when it cannot be run.
+With a scenario: run it (docs/simulated-board.md, "Scripted"); exit 0 when it ran to its end,
+1 when a step failed (a wait not reached, a card never read), 2 when it cannot be run. It ends
+with a line saying what became of the transactions, the receipts printed and where the record
+is. A DIR that holds anything already is refused (its record would be replaced) unless --force.
 Without one: the interactive simulator (needs a terminal).
 """
 
 import argparse
+import asyncio
 import os
 import sys
+from pathlib import Path
 
 from tools.sim.session import CODES, DEFAULT_HEAPSIZE, MICROPYTHON
 
@@ -18,6 +22,8 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", help="scenario JSON file (contracts.md)")
     parser.add_argument("--out", help="directory for events.jsonl, ledger.json, receipts/")
+    parser.add_argument("--force", action="store_true",
+                        help="with --scenario: replace the record a non-empty --out holds")
     heapsize = os.environ.get("POS_SIM_HEAPSIZE")
     parser.add_argument("--heapsize", type=int, default=int(heapsize) if heapsize else None,
                         help="MicroPython heap in bytes (default %d, plus the ROMFS image's "
@@ -33,15 +39,21 @@ def main(argv=None):
     parser.add_argument("--main", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scenario:
-        from tools.sim.scenario import ScenarioError, run_file
+        from tools.sim import scenario as scenarios
+        from tools.sim.summary import summary
 
         out = args.out or "out/sim"
         try:
-            failure = run_file(args.scenario, out, args.heapsize, args.main, code=args.code,
-                               micropython=args.micropython)
-        except ScenarioError as exc:
+            scenario = scenarios.load(args.scenario)
+            refused = out_refused(out, args.force)
+            if refused:
+                raise scenarios.ScenarioError(refused)
+            failure = asyncio.run(scenarios.run(scenario, out, args.heapsize, args.main,
+                                                code=args.code, micropython=args.micropython))
+        except scenarios.ScenarioError as exc:
             print("tools.sim: %s" % exc, file=sys.stderr)
             return 2
+        print("tools.sim: %s" % summary(out), flush=True)
         if failure:
             print("tools.sim: %s" % failure, file=sys.stderr)
             return 1
@@ -50,6 +62,18 @@ def main(argv=None):
 
     return run_ui(out=args.out or "out/sim", heapsize=args.heapsize, main=args.main,
                   code=args.code, micropython=args.micropython)
+
+
+def out_refused(out, force=False):
+    """Why a scripted run must not write into `out`, or None: a run replaces the record there
+    (events.jsonl, ledger.json, receipts/, the flash image), which takes `force`."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        return "%s is a file, not a folder for the record: give another OUT" % out
+    if not force and path.is_dir() and any(path.iterdir()):
+        return ("%s holds something already, which this run would replace: give another OUT, "
+                "or --force (make sim FORCE=1)" % out)
+    return None
 
 
 if __name__ == "__main__":

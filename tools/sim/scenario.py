@@ -1,8 +1,9 @@
-"""Scripted scenarios (contracts.md, "Scripted simulation"): validation and the runner."""
+"""Scripted scenarios (docs/simulated-board.md, "Scripted"): validation and the runner."""
 
 import asyncio
 import json
 
+from tools import cardnumber
 from tools.sim.session import KEY_LABELS, SimError, SimSession
 
 HOST_FAULTS = {"drop_request", "drop_response", "delay_response", "disconnect", "bad_mac",
@@ -16,9 +17,16 @@ STEP_KINDS = {
     "net": ({"up", "down"}, set()),
     "paper": ({"in", "out"}, set()),
     "power": ({"cut", "on"}, set()),
-    "wait": ({"idle", "settled"}, {"timeout_ms"}),
+    "wait": ({"idle", "settled", "sent", "received", "display"}, {"timeout_ms", "mti", "text"}),
     "sleep_ms": (None, set()),
 }
+
+
+# A card of a scenario: the host's account (tools/host/ledger.py seeds it) and what the reader
+# model presents. Required: what the host and the reader cannot do without.
+CARD_FIELDS = ("pan", "expiry", "pin", "balance", "status", "limit", "label", "profile")
+CARD_STATUSES = ("active", "blocked")
+PIN_DIGITS = (4, 12)  # ISO 9564-1: what the keypad can enter (firmware/pinblock.py)
 
 
 class ScenarioError(ValueError):
@@ -47,6 +55,8 @@ def validate_step(i, step):
     if kind == "tap" and not (isinstance(value, str) and value.isdigit()
                               and 12 <= len(value) <= 19):
         raise ScenarioError("%s: tap needs a PAN of 12 to 19 digits" % where)
+    if kind == "tap" and cardnumber.pan_error(value):
+        raise ScenarioError("%s: tap: %s" % (where, cardnumber.pan_error(value)))
     if kind == "keys":
         if not isinstance(value, str) or any(c not in KEY_LABELS for c in value):
             raise ScenarioError("%s: keys must use only the labels %s" % (where, KEY_LABELS))
@@ -63,6 +73,50 @@ def validate_step(i, step):
             raise ScenarioError("%s: times must be a positive integer or \"all\"" % where)
         if value in ("delay_response",) and "ms" not in step:
             raise ScenarioError("%s: delay_response needs ms" % where)
+
+
+def _card_error(card):
+    """Why a scenario's card cannot be a card at the host and in the reader, or None."""
+    from boards.sim import CARD_PROFILES
+
+    unknown = sorted(set(card) - set(CARD_FIELDS))
+    if unknown:
+        return "unknown field(s) %s (a card has %s)" % (unknown, ", ".join(CARD_FIELDS))
+    problem = cardnumber.pan_error(card["pan"])
+    if problem:
+        return problem
+    if card.get("profile", "emv_visa") not in CARD_PROFILES:
+        return "profile must be one of %s" % ", ".join(CARD_PROFILES)
+    missing = [name for name in ("expiry", "pin", "balance") if name not in card]
+    if missing:
+        return "%s missing" % ", ".join(missing)
+    problem = cardnumber.expiry_error(card["expiry"])
+    if problem:
+        return problem
+    pin = card["pin"]
+    if not (isinstance(pin, str) and pin.isdigit() and pin.isascii()
+            and PIN_DIGITS[0] <= len(pin) <= PIN_DIGITS[1]):
+        return "pin must be %d to %d digits, as a string" % PIN_DIGITS
+    if not _nonneg_int(card["balance"]):
+        return "balance must be a whole number of minor units, 0 or more, not %s" % (
+            json.dumps(card["balance"]))
+    if card.get("status", "active") not in CARD_STATUSES:
+        return "status must be one of %s" % ", ".join(CARD_STATUSES)
+    if card.get("limit") is not None and not _nonneg_int(card["limit"]):
+        return "limit must be a whole number of minor units, 0 or more, or null"
+    if not isinstance(card.get("label", ""), str):
+        return "label must be a string"
+    return None
+
+
+def validate_card(card):
+    """Check one of a scenario's cards; raise ScenarioError naming it by its last four
+    digits."""
+    if not isinstance(card, dict) or not isinstance(card.get("pan"), str):
+        raise ScenarioError("each card needs a pan: %s" % json.dumps(card))
+    problem = _card_error(card)
+    if problem:
+        raise ScenarioError("card ...%s: %s" % (card["pan"][-4:], problem))
 
 
 def validate(scenario):
@@ -87,14 +141,8 @@ def validate(scenario):
     if cards is not None:
         if not isinstance(cards, list):
             raise ScenarioError("cards must be a list")
-        from boards.sim import CARD_PROFILES
-
         for card in cards:
-            if not isinstance(card, dict) or not isinstance(card.get("pan"), str):
-                raise ScenarioError("each card needs a pan: %s" % json.dumps(card))
-            if card.get("profile", "emv_visa") not in CARD_PROFILES:
-                raise ScenarioError("card %s: profile must be one of %s" % (
-                    card["pan"][-4:], ", ".join(CARD_PROFILES)))
+            validate_card(card)
     steps = scenario.get("steps", [])
     if not isinstance(steps, list):
         raise ScenarioError("steps must be a list")

@@ -638,6 +638,7 @@ class SimSession:
         self.config = dict(config or {})
         self.cards = list(cards) if cards is not None else None
         self.known_cards = {c["pan"]: c for c in (self.cards or default_cards())}
+        self._since_input = 0  # events before the last input step: where a message wait looks
         if code not in CODES:
             raise ValueError("code: one of %s, not %r" % (", ".join(CODES), code))
         self.heapsize = heapsize
@@ -769,7 +770,10 @@ class SimSession:
     # --- steps --------------------------------------------------------------------------------
 
     async def step(self, step):
-        """Run one scenario step (a dict as in contracts.md). Raises SimError when it fails."""
+        """Run one scenario step (a dict as in docs/simulated-board.md). Raises SimError when it
+        fails."""
+        if "wait" not in step and "sleep_ms" not in step:
+            self._since_input = len(self.events.events)
         if "tap" in step:
             await self.tap(step["tap"], step.get("timeout_ms", TAP_TIMEOUT_MS))
         elif "keys" in step:
@@ -784,6 +788,8 @@ class SimSession:
             await self.power(step["power"] == "on")
         elif step.get("wait") in ("sent", "received"):
             await self.wait_message(step["wait"], step.get("mti"), step.get("timeout_ms", 60000))
+        elif step.get("wait") == "display":
+            await self.wait_display(str(step.get("text", "")), step.get("timeout_ms", 60000))
         elif "wait" in step:
             await self.wait(step["wait"], step.get("timeout_ms", 60000))
         elif "sleep_ms" in step:
@@ -843,10 +849,11 @@ class SimSession:
 
     async def wait_message(self, what, mti, timeout_ms):
         """Until the terminal sends ("sent") or receives ("received") a message, of type `mti`
-        if given, after this step began: a power cut can then be timed to a point of the flow
-        whatever the machine's speed."""
+        if given, since the last step that was not a wait (a fast host may answer before this
+        step begins): a power cut can then be timed to a point of the flow whatever the
+        machine's speed."""
         kind = "host_tx" if what == "sent" else "host_rx"
-        start = len(self.events.events)
+        start = self._since_input
         deadline = time.monotonic() + timeout_ms / 1000
         while not any(e["kind"] == kind and (mti is None or e.get("mti") == mti)
                       for e in self.events.events[start:]):
@@ -854,6 +861,15 @@ class SimSession:
                 raise SimError("wait %s %s: not within %d ms" % (what, mti or "", timeout_ms))
             await asyncio.sleep(0.005)
         self.events.emit("wait_done", what=what, **({"mti": mti} if mti else {}))
+
+    async def wait_display(self, text, timeout_ms):
+        """Until a line of the screen holds `text`."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not any(text in line for line in self.board.lines or ()):
+            if time.monotonic() >= deadline:
+                raise SimError("wait display %r: not shown within %d ms" % (text, timeout_ms))
+            await asyncio.sleep(0.02)
+        self.events.emit("wait_done", what="display", text=text)
 
     async def wait(self, what, timeout_ms):
         check = self.is_idle if what == "idle" else self.is_settled

@@ -15,6 +15,12 @@ from tools.sim.session import SimSession, default_cards
 DEMO_CONFIG = {"response_timeout_ms": 6000, "query_timeout_ms": 3000, "query_attempts": 2,
                "retry_base_ms": 1000, "retry_max_ms": 8000, "message_ms": 3000}
 LATE_MS = 20000  # longer than the response timeout plus the queries: the answer comes too late
+# The layout: the OLED (64 braille cells by 16 for 128x64 pixels), the last receipt beside it
+# in a column as wide as its paper, under it the cards, the terminal's log and the host's log
+# in columns as wide, and the help at the bottom.
+OLED_COLS, OLED_ROWS = 64, 16
+COLUMN = 32  # a receipt line (58 mm paper)
+HOST_ROWS = 3  # the fewest rows of the host's log worth showing
 
 HELP = [
     "KEYPAD  0-9 A-D    # or Enter = OK    * or Esc = cancel    D or Backspace = clear",
@@ -25,6 +31,11 @@ HELP = [
     "        o host down/up   h heal all host faults",
     "BOARD   p paper out/in   k power cut/on   n network down/up        q quit",
 ]
+# The smallest terminal the layout fits: the OLED's frame and the receipt column across; down,
+# the title, the OLED's frame, its status line, the cards' header and nine cards, the host's
+# log, the help and the message line.
+MIN_COLS = max(OLED_COLS + 4 + COLUMN + 1, max(len(line) for line in HELP) + 1)
+MIN_ROWS = 3 + OLED_ROWS + 3 + 11 + 1 + HOST_ROWS + len(HELP) + 2
 
 
 class App:
@@ -108,17 +119,21 @@ class App:
         elif ch == "q":
             self.quit = True
 
-    def draw(self, scr, curses):
-        scr.erase()
-        h, w = scr.getmaxyx()
+    def layout(self, h, w):
+        """What the screen shows at h rows by w columns: [(row, column, text, style)], style
+        None, "bold" or "reverse"; each text fits its place. A terminal smaller than the
+        layout gets the size it needs instead."""
+        if h < MIN_ROWS or w < MIN_COLS:
+            text = ("The simulator needs a terminal of at least %d columns by %d rows; this one "
+                    "is %d by %d: enlarge it (q quits)" % (MIN_COLS, MIN_ROWS, w, h))
+            return [(y, 0, line, "bold")
+                    for y, line in enumerate(textwrap.wrap(text, max(1, w - 1))[:h])]
+        shown = []
 
-        def put(y, x, text, attr=0, width=None):
+        def put(y, x, text, style=None, width=None):
             if 0 <= y < h and x < w:
                 room = max(0, w - x - 1) if width is None else min(width, max(0, w - x - 1))
-                try:
-                    scr.addstr(y, x, text[:room], attr)
-                except curses.error:
-                    pass
+                shown.append((y, x, text[:room], style))
 
         s = self.session
         state = s.board.state or {}
@@ -126,7 +141,7 @@ class App:
         put(0, 0, "POS terminal simulator   power %s  net %s  paper %s  host %s   %s" % (
             power, "up" if self.net_up else "DOWN", "in" if self.paper_in else "OUT",
             "DOWN" if self.host_down else "up",
-            "idle" if state.get("idle") else (state.get("mode") or "-")), curses.A_BOLD)
+            "idle" if state.get("idle") else (state.get("mode") or "-")), "bold")
         # The OLED, drawn from the SSD1306 model's memory: 2 x 4 pixels per braille cell.
         screen = oled_rows(s.board.framebuffer) if s.firmware.powered else None
         if screen is None:
@@ -142,32 +157,54 @@ class App:
                                                        state.get("unprinted", "-")))
         # The last receipt, scrolled to its end, right of the screen.
         rx = width + 4
-        put(2, rx, "Last receipt", curses.A_BOLD)
+        put(2, rx, "Last receipt", "bold")
         body = [line for line in self.receipt if line.strip()][-(h - len(HELP) - 5):]
         for i, text in enumerate(body):
-            put(3 + i, rx, text, width=32)
+            put(3 + i, rx, text, width=COLUMN)
         # Under the screen: cards, the terminal's log, the host's log.
         top = bottom + 3
-        put(top, 0, "Test cards (t + number):", curses.A_BOLD)
+        put(top, 0, "Test cards (t + number):", "bold")
         for i, card in enumerate(self.cards[:9]):
             label = card.get("label", card.get("status", "")).split(":")[0]
-            put(top + 1 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=32)
-        lx = 34
+            put(top + 1 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=COLUMN)
+        lx = COLUMN + 2
         rows = max(0, h - len(HELP) - 2 - top - 1)
-        put(top, lx, "Terminal", curses.A_BOLD)
-        for i, text in enumerate(self.term_log[-rows:] if rows else []):
-            put(top + 1 + i, lx, text, width=rx - lx - 2)
+        put(top, lx, "Terminal", "bold")
+        for i, text in enumerate(wrapped_tail(self.term_log, rx - lx - 2, rows)):
+            put(top + 1 + i, lx, text)
         hy = top + 11
-        put(hy, 0, "Host", curses.A_BOLD)
-        host_log = list(getattr(s.host, "log", []))
+        put(hy, 0, "Host", "bold")
+        host_log = [line[13:] for line in getattr(s.host, "log", [])[-rows:]]  # less the time
         hrows = max(0, h - len(HELP) - 2 - hy - 1)
-        for i, text in enumerate(host_log[-hrows:] if hrows else []):
-            put(hy + 1 + i, 0, text[13:], width=32)
+        for i, text in enumerate(wrapped_tail(host_log, COLUMN, hrows)):
+            put(hy + 1 + i, 0, text)
         base = h - len(HELP) - 1
         for i, text in enumerate(HELP):
             put(base + i, 0, text)
-        put(h - 1, 0, "> " + self.message, curses.A_REVERSE)
+        put(h - 1, 0, "> " + self.message, "reverse")
+        return shown
+
+    def draw(self, scr, curses):
+        styles = {None: 0, "bold": curses.A_BOLD, "reverse": curses.A_REVERSE}
+        scr.erase()
+        h, w = scr.getmaxyx()
+        for y, x, text, style in self.layout(h, w):
+            try:
+                scr.addstr(y, x, text, styles[style])
+            except curses.error:
+                pass
         scr.refresh()
+
+
+def wrapped_tail(lines, width, rows):
+    """The last `rows` screen rows of `lines`, each line wrapped to `width` (its continuation
+    rows indented), so that a long log line is shown whole rather than cut."""
+    out = []
+    for line in reversed(lines):
+        if len(out) >= rows or width < 8:
+            break
+        out[:0] = textwrap.wrap(line, width, subsequent_indent="  ") or [""]
+    return out[-rows:] if rows else []
 
 
 def oled_rows(gddram, width=128):
@@ -248,7 +285,3 @@ def run_ui(out="out/sim", heapsize=None, main=None, **firmware):
         pass
     print("session recorded in %s (events.jsonl, ledger.json, receipts/)" % out)
     return 0
-
-
-def wrap(text, width):  # pragma: no cover - kept for narrow terminals
-    return textwrap.wrap(text, width)
