@@ -20,7 +20,8 @@ def test_the_published_initial_key(capsys):
 
 def test_a_new_terminal_is_keyed_and_the_host_derives_the_same_keys():
     fields = ceremony.initial_key_fields("00000002")
-    config = provision.config_values(dict(fields, board="sim"))
+    config = provision.config_values(dict(fields, board="sim", host="127.0.0.1",
+                                          terminal_id="TERM0002"))
     assert "initial_key_kcv" not in config and config["key_scheme"] == "dukpt"
     ikid = bytes.fromhex(fields["initial_key_id"])
     terminal = dukpt.TerminalKeys(bytes.fromhex(fields["initial_key"]), ikid + bytes(4))

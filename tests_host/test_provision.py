@@ -159,6 +159,20 @@ def test_good_values_are_written(tmp_path, capsys, field, value):
     assert len(runner.calls) == 1 and "verified" in out
 
 
+@pytest.mark.parametrize("missing", [("host",), ("terminal_id",), ("host", "terminal_id")])
+def test_host_and_terminal_id_are_required(tmp_path, capsys, missing):
+    """Their defaults are the simulated board's: a board left with them pays to itself as
+    TERM0001."""
+    code, out, err, runner = run_main(tmp_path, capsys,
+                                      good_values(**{name: None for name in missing}))
+    assert code == 2 and runner.calls == [] and runner.queries == []
+    assert len(err.strip().splitlines()) == 1 and "nothing written" in err
+    for name in missing:
+        assert "%s missing: give" % name in err
+    with pytest.raises(provision.InputError, match=missing[0]):
+        provision.config_values(good_values(**{name: None for name in missing}))
+
+
 def test_kcv_is_the_classic_aes_check_value():
     assert aes_kcv(MAC_KEY).upper() == "7DF76B"
     assert provision.kcv(MAC_KEY) == "7DF76B"
@@ -243,8 +257,10 @@ def test_dry_run_prints_the_exact_command_and_writes_nothing(tmp_path, capsys):
     wrapped = provision.wrap_keys(config, bytes.fromhex(DEVICE_ID))
     assert _unwrapped(wrapped["mac_key"]) == MAC_KEY
     digest = hashlib.sha256(provision.config_bytes(wrapped)).hexdigest()
-    command = shlex.join(provision.build_command("/dev/ttyUSB0", "TMPFILE", digest, True))
+    # The reset is deploy's, which shows the boot log, not mpremote's `reset`.
+    command = shlex.join(provision.build_command("/dev/ttyUSB0", "TMPFILE", digest, False))
     assert "  " + command + "\n" in out
+    assert "then reset the board and show its boot log (8 s)" in out
     assert "mac_key: **** (KCV 7DF76B, wrapped for device %s)" % DEVICE_ID in out
     assert wrapped["mac_key"] not in out
 
@@ -513,3 +529,33 @@ def test_ca_install_code_on_micropython(tmp_path, pki):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "host_ca.der").read_bytes() == der
     assert not (tmp_path / "host_ca.der.new").exists()
+
+
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason="no MicroPython unix port")
+def test_reset_shows_the_boot_log_with_the_new_settings(tmp_path):
+    """make provision (--reset) on the virtual board: after the write the board is reset as make
+    deploy resets it, and what it prints at boot, reading the new config.json, is shown."""
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "main.py").write_text(
+        'import json\nprint("boot: terminal", json.load(open("config.json"))["terminal_id"])\n')
+    vboard = subprocess.Popen([sys.executable, "-m", "tools.vboard", "--dir", str(board),
+                               "--romfs-kb", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        url = vboard.stdout.readline().strip()
+        assert url.startswith("socket://"), url
+        local = tmp_path / "provision.local.json"
+        local.write_text(json.dumps({"board": "sim", "host": "10.0.0.2",
+                                     "terminal_id": "TERM0077"}))
+        proc = subprocess.run([sys.executable, "-m", "tools.provision", "--port", url, "--file",
+                               str(local), "--reset", "--log-seconds", "120", "--until",
+                               "boot: terminal TERM0077"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        vboard.terminate()
+        vboard.wait(30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verified" in proc.stdout
+    log = proc.stdout.split("--- boot log", 1)[1]
+    assert "boot: terminal TERM0077" in log and "--- end of boot log ---" in log
+    assert "no firmware to boot with these settings: deploy it" in log

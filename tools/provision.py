@@ -9,11 +9,15 @@ git ignores; start from `provision.template.json`) names the settings to write; 
 described in docs/provisioning.md. Every value is checked first, with the firmware's own rules
 (firmware/settings.py: merge, then validate), the board profile against boards/, and each
 `<key>_kcv` given against its key; on any bad input nothing is written and the exit status is 2.
+`host` and `terminal_id` must be given: their defaults are the simulated board's (127.0.0.1, the
+board itself, and TERM0001).
 
 On the board the file is copied to `config.json.new`, checked there against its SHA-256 and
 renamed over `config.json` (littlefs replaces atomically: the board never boots a half-written
 file), then `config.json` is read back by its SHA-256. mpremote `resume` avoids the soft reset;
-`--reset` resets the board at the end so the firmware boots with the new settings.
+`--reset` resets the board at the end so the firmware boots with the new settings, and shows its
+boot log for `--log-seconds` (default 8; 0: none) or until a line holds `--until`, as `make
+deploy` does (tools/deploy.py's reset, which also says where the board imports `firmware` from).
 
 The AES keys are written wrapped for this board (RFC 3394 under its device key: the AES-CMAC
 of its unique ID, firmware/keystore.py), as "W:" + hex: the board's unique ID is asked first
@@ -42,6 +46,7 @@ import tempfile
 from pathlib import Path
 
 from firmware import settings
+from tools import deploy
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ROOT / "boards"
@@ -51,6 +56,11 @@ SECRETS = AES_KEYS + ("classic_key", "wifi_password")
 REMOTE_NEW = "config.json.new"
 REMOTE = "config.json"
 TIMEOUT_S = 120
+# Settings whose defaults are the simulated board's (the board itself as host, TERM0001): a real
+# board left with them would send its purchases nowhere, under another terminal's ID.
+REQUIRED = {"host": "the acquirer host's address (the default %s is the board itself)",
+            "terminal_id": "this terminal's own ID (the default %s is the simulated board's)"}
+LOG_SECONDS = 8.0
 
 
 class InputError(ValueError):
@@ -78,6 +88,10 @@ def config_values(values, source="provisioning file", boards_dir=BOARDS):
     field. The rules are the firmware's, so the board accepts what passes here."""
     if not isinstance(values, dict):
         raise InputError("%s: must hold a JSON object" % source)
+    missing = ["%s missing: give %s" % (name, why % settings.DEFAULTS[name])
+               for name, why in REQUIRED.items() if name not in values]
+    if missing:
+        raise InputError("%s: %s" % (source, "; ".join(missing)))
     checks = {}
     config = {}
     for name, value in values.items():
@@ -370,13 +384,21 @@ def main(argv=None, runner=subprocess.run):
                         help="provisioning file (default: provision.local.json)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check and print what would be done; write nothing")
-    parser.add_argument("--reset", action="store_true", help="reset the board afterwards")
+    parser.add_argument("--reset", action="store_true",
+                        help="reset the board afterwards and show its boot log")
+    parser.add_argument("--log-seconds", type=float, default=LOG_SECONDS,
+                        help="with --reset: how long to show the boot log (default %(default)g; "
+                        "0: none)")
+    parser.add_argument("--until", default=None, help="stop the boot log at this text")
     parser.add_argument("--device-id", metavar="HEX",
                         help="the board's unique ID: for --dry-run, or checked against the board")
     parser.add_argument("--ca", metavar="FILE",
                         help="the CA certificate (PEM or DER) the host link trusts: written as "
                         "the board's host_ca file (e.g. out/certs/ca.der from make certs)")
     args = parser.parse_args(argv)
+    # With a boot log to show, deploy's reset does it (the line held open across it), not
+    # mpremote's `reset`, after which the first lines would be gone.
+    follow = args.reset and args.log_seconds > 0
     try:
         values = load_file(args.file)
         ca = ca_der(args.ca) if args.ca is not None else None
@@ -395,8 +417,11 @@ def main(argv=None, runner=subprocess.run):
             ca_install = None if ca is None else (
                 "CAFILE", hashlib.sha256(ca).hexdigest(),
                 config.get("host_ca", settings.DEFAULTS["host_ca"]))
-            print("  " + shlex.join(build_command(args.port, "TMPFILE", digest, args.reset,
-                                                  ca_install)))
+            print("  " + shlex.join(build_command(args.port, "TMPFILE", digest,
+                                                  args.reset and not follow, ca_install)))
+            if follow:
+                print("  then reset the board and show its boot log (%g s), as make deploy does"
+                      % args.log_seconds)
             print("with TMPFILE holding config.json (SHA-256 %s):" % digest)
             print("\n".join(summary(config, unique_id)))
             print(_ca_line(ca, ca_install))
@@ -410,8 +435,8 @@ def main(argv=None, runner=subprocess.run):
                 raise WriteError("the board's unique ID is %s, not %s (--device-id); nothing "
                                  "written" % (found.hex(), unique_id.hex()))
             unique_id = found
-        digest = provision(args.port, values, runner=runner, reset=args.reset, source=args.file,
-                           device_id=unique_id, ca=ca)
+        digest = provision(args.port, values, runner=runner, reset=args.reset and not follow,
+                           source=args.file, device_id=unique_id, ca=ca)
     except InputError as e:
         print("provision: %s; nothing written" % e, file=sys.stderr)
         return 2
@@ -424,6 +449,25 @@ def main(argv=None, runner=subprocess.run):
         "host_ca", settings.DEFAULTS["host_ca"]))))
     if not args.reset:
         print("the firmware is stopped at the REPL: reset the board (or use --reset) to boot it")
+    if follow:
+        return show_boot(args.port, args.log_seconds, args.until)
+    return 0
+
+
+def show_boot(port, seconds, until=None, out=sys.stdout):
+    """Reset the board and show its boot log, as make deploy does; 0, or 1 when the board did
+    not come back from the reset."""
+    try:
+        (origin, path), _ = deploy.reset_check_and_log(port, seconds, out, until)
+    except deploy.DeployError as e:
+        print("provision: config.json is written and verified, but %s" % e, file=sys.stderr)
+        return 1
+    if origin is None:
+        print("provision: the board has no firmware to boot with these settings: deploy it "
+              "(make deploy PORT=%s)" % port, file=out)
+    else:
+        print("provision: the board booted firmware from %s (%s)" % (path, deploy.ORIGINS[origin]),
+              file=out)
     return 0
 
 

@@ -11,19 +11,48 @@ Commands on stdin (one per line): a fault with `key=value` options, e.g. `drop_r
 `delay_response 4000`, `bad_mac for=query times=2`, `disconnect times=all`,
 `crash_after_commit 3000`, `host_down`, `host_up`, `heal`; `ledger`, `totals [TID BATCH]`,
 `faults`, `help`, `quit`.
+
+Bad input (a port out of range or in use, a ledger file that cannot be opened or is not a
+ledger) is refused in one line, exit status 2; a file that is not a ledger is left as it was.
 """
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
+import os
 import signal
 import sys
 import threading
 
 from . import keys
-from .ledger import load_cards
+from .ledger import LedgerFileError, load_cards
 from .server import FAULT_KINDS, HostSimulator
+
+
+class StartError(Exception):
+    """The host simulator cannot start: the reason, in one line."""
+
+
+def port_number(text):
+    """--port as a number, 0 (any free port) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise StartError("--port must be a number from 0 to 65535 (0: any free port), not %r"
+                         % text)
+    return int(text)
+
+
+def listen_error(exc, bind, port):
+    """Why the listening socket could not be had, in one line."""
+    if exc.errno == errno.EADDRINUSE:
+        return ("port %d is in use on %s: another host simulator or program holds it; stop it "
+                "or give another port (make host PORT=...)" % (port, bind))
+    if exc.errno == errno.EACCES:
+        return "port %d needs privileges here (ports below 1024): give one from 1024 up" % port
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "cannot listen on %s: not an address of this machine (--bind)" % bind
+    return "cannot listen on %s:%d: %s" % (bind, port, exc.strerror or exc)
 
 HELP = """commands:
   drop_request | drop_response | disconnect | bad_mac   [for=query|reversal|advice] [times=N|all]
@@ -95,7 +124,8 @@ async def control(host, out=print):
 async def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.host", description=__doc__.split(
         "\n")[0])
-    parser.add_argument("--port", type=int, default=8583)
+    parser.add_argument("--port", default="8583", help="TCP port (default 8583; 0: any free "
+                        "one)")
     parser.add_argument("--bind", default="0.0.0.0", help="address to listen on")
     parser.add_argument("--db", default="host.db", help="SQLite ledger file (kept across runs)")
     parser.add_argument("--cards", help="cards JSON (default: tools/host/cards.json); seeds a "
@@ -109,16 +139,40 @@ async def main(argv=None):
     parser.add_argument("--plain", action="store_true",
                         help="plain TCP, for a board set to host_tls plain (demo only)")
     args = parser.parse_args(argv)
-    cards = load_cards(args.cards) if args.cards else None
+    port = port_number(args.port)
+    try:
+        cards = load_cards(args.cards) if args.cards else None
+    except OSError as e:
+        raise StartError("%s: cannot read: %s" % (args.cards, e.strerror)) from None
+    except ValueError as e:
+        raise StartError("%s: not valid JSON: %s" % (args.cards, e)) from None
     tls = None
     if not args.plain:
         from .tlsca import ensure
 
-        files, _ = ensure(args.tls)
+        try:
+            files, _ = ensure(args.tls)
+        except OSError as e:
+            raise StartError("cannot make the TLS certificate in %s: %s"
+                             % (args.tls, e.strerror or e)) from None
         tls = (str(files["host.pem"]), str(files["host.key.pem"]))
-    host = HostSimulator(args.db, cards, host=args.bind, port=args.port, on_log=print,
-                         static_terminals=args.static_terminal, tls=tls)
-    await host.start()
+    fresh = not os.path.exists(args.db)
+    try:
+        host = HostSimulator(args.db, cards, host=args.bind, port=port, on_log=print,
+                             static_terminals=args.static_terminal, tls=tls)
+    except LedgerFileError as e:
+        raise StartError(str(e)) from None
+    try:
+        await host.start()
+    except OSError as e:
+        host.ledger.close()
+        if fresh:
+            # A ledger made by a start that failed would be seeded already: a later --cards
+            # would be ignored.
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(args.db + suffix)
+        raise StartError(listen_error(e, args.bind, port)) from None
     print("TLS with %s (CA %s)" % (tls[0], files["ca.der"]) if tls else
           "PLAIN TCP: card data and MACs travel unencrypted (demo only)", flush=True)
     print("host simulator on %s:%d, ledger %s (TEST KEYS: DUKPT BDK ID %s, static MAC %s...,"
@@ -136,8 +190,17 @@ async def main(argv=None):
         await host.stop()
 
 
-if __name__ == "__main__":
+def run(argv=None):
+    """The command: its exit status."""
     try:
-        asyncio.run(main())
+        asyncio.run(main(argv))
+    except StartError as e:
+        print("tools.host: %s" % e, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -20,6 +20,8 @@ import sqlite3
 from . import pinblock
 
 DEFAULT_CARDS_FILE = os.path.join(os.path.dirname(__file__), "cards.json")
+# The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html).
+SQLITE_HEADER = b"SQLite format 3\x00"
 PIN_TRIES = 3  # the third wrong PIN in a row locks the card (75)
 
 # Response codes (docs/protocol.md).
@@ -89,6 +91,54 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+class LedgerFileError(ValueError):
+    """The ledger file cannot be used (the reason in one line); the file was left as it was."""
+
+
+def check_file(path):
+    """Refuses, before SQLite touches it, a path that is a folder or unreadable, and a file that
+    is not an SQLite database or is another program's database: SQLite would take it over (our
+    tables added, WAL switched on)."""
+    if path == ":memory:":
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise LedgerFileError("%s: cannot make the ledger: no folder %s" % (path, folder))
+        return
+    except IsADirectoryError:
+        raise LedgerFileError("%s: a folder, not a ledger file" % path) from None
+    except OSError as e:
+        raise LedgerFileError("%s: cannot open: %s" % (path, e.strerror)) from None
+    if not head:
+        return  # an empty file: SQLite makes a new database in it
+    if head != SQLITE_HEADER:
+        raise LedgerFileError("%s: not an SQLite database (left as it is): give another file"
+                              % path)
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True)
+        try:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise LedgerFileError("%s: not a usable SQLite database (%s): give another file"
+                              % (path, e)) from None
+    if tables and "cards" not in tables:
+        raise LedgerFileError("%s: another program's database (no cards table; left as it is): "
+                              "give another file" % path)
+
+
+def _uri_path(path):
+    from urllib.request import pathname2url
+
+    return pathname2url(os.path.abspath(path))
+
+
 def load_cards(path=DEFAULT_CARDS_FILE):
     with open(path) as f:
         return json.load(f)
@@ -110,11 +160,17 @@ class Ledger:
     def __init__(self, path, cards=None, clock=_utcnow):
         self.path = path
         self.clock = clock
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = None
+        check_file(path)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            self.close()
+            raise LedgerFileError("%s: cannot use as the ledger: %s" % (path, e)) from None
         if self.db.execute("SELECT COUNT(*) FROM cards").fetchone()[0] == 0:
             self.seed(load_cards() if cards is None else cards)
 

@@ -173,7 +173,11 @@ class HostSimulator:
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        try:
+            sock.bind((self.host, self.port))
+        except (OSError, OverflowError):
+            sock.close()  # not left for the garbage collector: the caller may try again
+            raise
         # listen() now, synchronously: connections queue up even before asyncio serves them.
         sock.listen(64)
         sock.setblocking(False)
