@@ -11,11 +11,16 @@ MICROPYTHON := $(VENV)/bin/micropython
 # its objects and GC blocks are twice the size of the ESP32's 32-bit ones (8-byte words, 32-byte
 # blocks), so 200 000 bytes here hold about what 100 000 hold on the chip.
 HEAP ?= 200000
+# The CPython test files run this many at a time (pytest-xdist): most of them wait on a
+# MicroPython process, a host or a model, so three share two cores well.
+TEST_JOBS ?= 3
 # The simulated board's heap; empty: tools/sim's default (the firmware, the chip models, and with
 # the code in ROMFS the image's bytes, which the unix port holds in its heap).
 SIM_HEAP ?=
 SCENARIO ?=
 OUT ?= out/sim
+# FORCE=1: a scripted run replaces the record OUT holds (without it, a non-empty OUT is refused).
+FORCE ?=
 PORT ?= 8583
 # Purchases for make bench (default 1000) and make bench-heap (default 3); CAMPAIGN=1 makes
 # bench-heap run a generated campaign with faults (tools/sim/gen.py) instead; BOARD_CONFIG=1
@@ -40,7 +45,7 @@ INPUTS ?= 100000
 
 all: test
 
-$(VENV)/.installed: requirements.txt requirements-peers.txt
+$(VENV)/.installed: requirements.txt requirements-board.txt requirements-peers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements-peers.txt
@@ -53,7 +58,8 @@ sim: $(VENV)/.installed
 ifeq ($(SCENARIO),)
 	$(PY) -m tools.sim $(SIM_ARGS)
 else
-	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) $(SIM_ARGS)
+	$(PY) -m tools.sim --scenario $(SCENARIO) --out $(OUT) $(SIM_ARGS) \
+		$(if $(filter-out 0,$(FORCE)),--force)
 endif
 
 test: lint test-micropython test-cpython
@@ -62,7 +68,7 @@ test-micropython: $(VENV)/.installed
 	$(PY) tests_host/mpsuite.py --heapsize $(HEAP)
 
 test-cpython: $(VENV)/.installed
-	$(PY) -m pytest -q tests_host
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests_host
 
 host: $(VENV)/.installed
 	$(PY) -m tools.host --port $(PORT) --db host.db
@@ -86,11 +92,14 @@ endif
 # FLASH_ARGS: more options for tools/flash.py, e.g. --no-romfs to keep the image's own partition
 # table (a frozen build or a micropython.org image: neither can mount a ROMFS).
 FLASH_ARGS ?=
+# DRY_RUN=1: print the esptool commands (and write the partition table they name), run none.
+DRY_RUN ?=
 flash: $(VENV)/.installed check-port
 ifeq ($(FIRMWARE),)
 	$(error give the MicroPython image: FIRMWARE=path/to/ESP32_GENERIC-....bin)
 endif
-	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD) $(FLASH_ARGS)
+	$(PY) -m tools.flash --port $(PORT) --firmware $(FIRMWARE) --board $(BOARD) $(FLASH_ARGS) \
+		$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
 # MicroPython v1.28.0 with firmware/, drivers/ and BOARD's profiles frozen in
 # (boards/manifests/BOARD.py; docs/firmware.md), built with the ESP-IDF of IDF_PATH (its idf.py
