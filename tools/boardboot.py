@@ -9,8 +9,9 @@ unix port with `-c boot_source(...)`, so that the firmware finds what the ESP32 
   romfs deploy` erases and writes it. The partition is a file on the PC; the unix port has no
   memory-mapped flash, so its bytes are read into the heap: `vfs.rom_heap` says how many bytes
   that took, which the simulated board counts as its own weight (on a board they are flash);
-- for the virtual board, `machine.reset()` ending the process (the bridge starts a new one),
-  `os.stat('')` as littlefs answers it, and boot.py then main.py run from the working folder.
+- for the virtual board, `machine.reset()` and `machine.soft_reset()` ending the process by a
+  signal each (the bridge starts a new one, and knows which reset it was), `os.stat('')` as
+  littlefs answers it, and boot.py then main.py run from the working folder.
 """
 
 ROMFS_HEADER = b"\xd2\xcd\x31"
@@ -70,7 +71,14 @@ _rom_shim(%(romfs)r)
 del _rom_shim
 """
 
-# The virtual board's reset vector: machine.reset() and a soft reset end the process.
+# The signals the virtual board's process ends by for machine.reset() and machine.soft_reset()
+# (kill's names): tools/vboard.py tells the two resets apart by them.
+RESET_SIGNAL = "USR1"
+SOFT_RESET_SIGNAL = "USR2"
+
+# The virtual board's reset vector: machine.reset() and machine.soft_reset() end the process by
+# a signal, since the unix port run with -i enters its REPL after a SystemExit from this
+# program (a crash in main.py would sit at the REPL instead of resetting, as the chip does).
 _BOARD = """
 def _shim(mod, **replace):
     # A copy of a built-in module with some functions replaced (built-ins take no attributes).
@@ -83,23 +91,28 @@ def _shim(mod, **replace):
     for k in replace:
         setattr(shim, k, replace[k])
     return shim
-def _reset():
-    raise SystemExit(0)
+import os as _os
+def _ends_by(signal, system=_os.system):
+    def reset():
+        system('kill -%%s $PPID' %% signal)
+        while True:  # until the signal lands: nothing after a reset runs
+            pass
+    return reset
 try:
     import machine as _m
-    sys.modules['machine'] = _shim(_m, reset=_reset, soft_reset=_reset)
+    sys.modules['machine'] = _shim(_m, reset=_ends_by(%(reset)r),
+                                   soft_reset=_ends_by(%(soft_reset)r))
     del _m
 except ImportError:
     pass
 # On the board, '' names the current folder (littlefs joins it to the cwd), and mpremote relies
 # on it (`cp -r dir :`); the unix port's POSIX calls refuse it.
-import os as _os
 def _here(f):
     return lambda p='.', *a: f(p or '.', *a)
 sys.modules['os'] = _shim(_os, stat=_here(_os.stat), listdir=_here(_os.listdir),
                           ilistdir=_here(_os.ilistdir))
-del _os, _here, _reset, _shim
-"""
+del _os, _here, _ends_by, _shim
+""" % {"reset": RESET_SIGNAL, "soft_reset": SOFT_RESET_SIGNAL}
 
 # The simulated board's profile, imported before main.py (which then finds it loaded) with the
 # heap it took recorded in it: the simulation's own weight (boards/sim.py heap_report). What it
