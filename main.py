@@ -13,7 +13,12 @@ def main():
     try:
         from firmware import startup
 
-        board, settings, tls = startup.start()
+        try:
+            board, settings, tls = startup.start()
+        except (startup.SettingsError, OSError) as e:
+            # A setting, a file or a part that a reset would find wrong again: say it, stop.
+            log(e)
+            return startup.halt(e)
         del startup  # its last reference: start() took it out of sys.modules
         from firmware import app
 
@@ -23,10 +28,21 @@ def main():
     app.run(runtime)
 
 
+CRASH_LOG = "crash.log"
+CRASH_LOG_MAX = 8192  # bytes; then it becomes crash.log.1: a crash loop must not fill the flash
+
+
 def log(exc):
     sys.print_exception(exc)
     try:
-        with open("crash.log", "a") as f:
+        import os
+
+        try:
+            if os.stat(CRASH_LOG)[6] > CRASH_LOG_MAX:
+                os.rename(CRASH_LOG, CRASH_LOG + ".1")
+        except OSError:
+            pass  # no log yet
+        with open(CRASH_LOG, "a") as f:
             sys.print_exception(exc, f)
     except OSError:
         pass

@@ -42,13 +42,12 @@ def device_id():
 def buses(settings, pins=PINS):
     """The buses and pins of `pins` (this board's, or another ESP32 board's), as keyword
     arguments for boards.common.assemble (tools/hwcheck.py uses them one by one)."""
-    from machine import I2C, SPI, UART, Pin, Timer
+    from machine import SPI, UART, Pin, Timer
 
     p = pins
     spi = SPI(p["spi"]["id"], baudrate=p["spi"]["baudrate"], sck=Pin(p["spi"]["sck"]),
               mosi=Pin(p["spi"]["mosi"]), miso=Pin(p["spi"]["miso"]))
-    i2c = I2C(p["i2c"]["id"], sda=Pin(p["i2c"]["sda"]), scl=Pin(p["i2c"]["scl"]),
-              freq=p["i2c"]["freq"])
+    i2c = _i2c(p)
     uart = UART(p["uart"]["id"], baudrate=settings["printer_baud"], tx=p["uart"]["tx"],
                 rx=p["uart"]["rx"], timeout=0)
     rows = [Pin(n, Pin.OUT, value=1) for n in p["keypad_rows"]]
@@ -57,6 +56,23 @@ def buses(settings, pins=PINS):
             "keypad_timer": Timer(p["keypad_timer"]),
             "reader_cs": Pin(p["reader_cs"], Pin.OUT, value=1),
             "reader_rst": Pin(p["reader_rst"], Pin.OUT, value=1)}
+
+
+def _i2c(p):
+    from machine import I2C, Pin
+
+    return I2C(p["i2c"]["id"], sda=Pin(p["i2c"]["sda"]), scl=Pin(p["i2c"]["scl"]),
+               freq=p["i2c"]["freq"])
+
+
+def display_board(settings, pins=PINS):
+    """The display alone, on a board whose other parts cannot start: firmware/startup.py says
+    a boot error on it."""
+    from boards.common import Board, make_display
+
+    board = Board()
+    board.display = make_display(settings, i2c=_i2c(pins))
+    return board
 
 
 # What Wi-Fi and one TLS session need of the IDF's heap, beside MicroPython's (the figure the

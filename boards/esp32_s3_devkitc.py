@@ -37,6 +37,12 @@ def buses(settings):
     return esp32_devkitc.buses(settings, PINS)
 
 
+def display_board(settings):
+    from boards import esp32_devkitc
+
+    return esp32_devkitc.display_board(settings, PINS)
+
+
 def build(settings):
     from boards import esp32_devkitc
 

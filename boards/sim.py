@@ -597,6 +597,13 @@ def _install_host_ca(root):
     os.rename(path + ".new", path)
 
 
+def display_board(settings):
+    """The board, its display to say a boot error on (firmware/startup.py): the default
+    settings, not POS_CONFIG's, which may be what failed."""
+    mount()
+    return Board(settings, _flash)
+
+
 def build(settings):
     """Mount the flash (if `mount()` has not), apply POS_CONFIG over settings (in place) and
     return the board."""

@@ -24,12 +24,36 @@ _COLLECT_EVERY = const(8192)
 BOOT_ONLY = ("firmware.startup", "firmware.settings", "firmware.keystore", "boards.common")
 
 
+SettingsError = settings_mod.SettingsError
+
+
+def _env_board():
+    getenv = getattr(__import__("os"), "getenv", None)  # the unix port has it, the ESP32 not
+    return getenv("POS_BOARD") if getenv else None
+
+
 def board_name():
     """The board profile: POS_BOARD where the port has an environment (the simulated board),
     else the `board` setting of config.json."""
-    getenv = getattr(__import__("os"), "getenv", None)  # the unix port has it, the ESP32 not
-    name = getenv("POS_BOARD") if getenv else None
-    return name or settings_mod.load("config.json")["board"]
+    return _env_board() or settings_mod.load("config.json")["board"]
+
+
+def _profile(name):
+    try:
+        return __import__("boards." + name, None, None, ["build"])
+    except ImportError:
+        raise SettingsError("board: no profile %s on this board (boards/%s)" % (name, name))
+
+
+def fallback_board():
+    """The profile to say a boot error with when the configured one cannot be had: the
+    simulated board's, else the DevKit profile of the chip this runs on."""
+    name = _env_board()
+    if name:
+        return name
+    # "Generic ESP32S3 module with ESP32S3" on an S3 image; CPython has no _machine.
+    machine = getattr(__import__("sys").implementation, "_machine", "")
+    return "esp32_s3_devkitc" if "S3" in machine else "esp32_devkitc"
 
 
 def load_settings(root, overrides=None, device_id=None):
@@ -41,6 +65,7 @@ def load_settings(root, overrides=None, device_id=None):
     values = settings_mod.load((root + "/" if root else "") + "config.json")
     if overrides:
         values = settings_mod.merge(values, overrides, "board overrides")
+        settings_mod.validate(values, "board overrides")
     try:
         clear = keystore.unwrap_settings(values, device_id)
     except keystore.KeyWrapError as e:
@@ -57,7 +82,7 @@ def start(name=None):
     BOOT_ONLY)."""
     if hasattr(gc, "threshold"):  # MicroPython's; CPython (tests) has its own collector
         gc.threshold(_COLLECT_EVERY)
-    profile = __import__("boards." + (name or board_name()), None, None, ["build"])
+    profile = _profile(name or board_name())
     root = profile.mount() if hasattr(profile, "mount") else ""
     overrides = profile.config_overrides() if hasattr(profile, "config_overrides") else None
     settings = load_settings(root, overrides, getattr(profile, "device_id", None))
@@ -103,3 +128,34 @@ def drop(modules):
         if parent is not None and leaf in parent.__dict__:
             delattr(parent, leaf)
     gc.collect()
+
+
+def halt(error):
+    """A boot error a reset would only repeat (a setting, a missing file, a module that does not
+    answer): say it on the display and in the log, and stop; the REPL stays open for a fix
+    (make provision, make deploy). The display is the fallback profile's, with the default
+    settings: the configured ones are what failed."""
+    import asyncio
+
+    message = str(error)
+    print("boot: stopped: %s" % message)
+    board = None
+    try:
+        board = _profile(fallback_board()).display_board(dict(settings_mod.DEFAULTS))
+    except Exception as e:  # noqa: BLE001 - no display either: the log has said it
+        print("boot: no display to say it on (%r)" % e)
+    asyncio.run(_hold(board, message))
+
+
+async def _hold(board, message):
+    import asyncio
+
+    from firmware import screens
+
+    if board is not None:
+        start = getattr(board, "start", None)
+        if start is not None:
+            await start()
+        board.display.show(screens.stopped(message))
+    while True:
+        await asyncio.sleep(60)
