@@ -5,9 +5,9 @@
 For each EMV profile (tools/models/emvcard.py) and for a demo NTAG, over I2C at 400 kHz and
 SPI at 5 MHz (the boards' bus speeds, boards/esp32_devkitc.py; the PN532 takes up to 5 MHz):
 from the poll that finds the card to the PAN. Also the cost of a no-card poll, which the idle
-terminal pays every 50 ms. Target: under 500 ms in the field (design.md). The figures are the
-models' (RF at 106 kbit/s, card processing times of typical cards), not a measurement on
-hardware; driver CPU time on the ESP32 comes on top.
+terminal pays every 50 ms. Target: under 500 ms, as long as a customer holds a card still. The
+figures are the models' (RF at 106 kbit/s, card processing times of typical cards), not a
+measurement on hardware; driver CPU time on the ESP32 comes on top.
 """
 
 import sys

@@ -238,7 +238,7 @@ class Ledger:
                                (tid, batch, stan)).fetchone() is not None
 
     def export(self):
-        """The transactions as ledger.json holds them (contracts.md), oldest first."""
+        """The transactions as ledger.json holds them (docs/simulated-board.md), oldest first."""
         rows = self.db.execute("SELECT * FROM transactions ORDER BY id").fetchall()
         return [{"tid": r["tid"], "batch": r["batch"], "stan": r["stan"], "rrn": r["rrn"],
                  "type": r["type"], "amount": r["amount"], "pan_last4": r["pan_last4"],

@@ -1,5 +1,6 @@
 """The acquirer host simulator: asyncio TCP server, ISO 8583 (tools/host/spec.py), SQLite ledger,
-and the faults a demonstrator or a scenario asks for (docs/protocol.md, contracts.md "host").
+and the faults a demonstrator or a scenario asks for (docs/protocol.md; the `host` steps of
+docs/simulated-board.md).
 
 Framing: 2-byte big-endian length, then the message. Any number of requests per connection (the
 terminal sends one). A frame that is too long, empty or undecodable is logged and its connection
@@ -264,8 +265,8 @@ class HostSimulator:
     # -- ledger
 
     def export_ledger(self):
-        """The list that ledger.json holds (contracts.md); works after stop() or during a
-        crash too (reads the file)."""
+        """The list that ledger.json holds (docs/simulated-board.md); works after stop() or
+        during a crash too (reads the file)."""
         if self.ledger.db is not None:
             return self.ledger.export()
         ledger = Ledger(self.db_path, clock=self.clock)

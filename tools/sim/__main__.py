@@ -20,7 +20,7 @@ from tools.sim.session import CODES, DEFAULT_HEAPSIZE, MICROPYTHON
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.sim",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", help="scenario JSON file (contracts.md)")
+    parser.add_argument("--scenario", help="scenario JSON file (docs/simulated-board.md)")
     parser.add_argument("--out", help="directory for events.jsonl, ledger.json, receipts/")
     parser.add_argument("--force", action="store_true",
                         help="with --scenario: replace the record a non-empty --out holds")

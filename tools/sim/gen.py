@@ -1,8 +1,8 @@
 """Seeded fault-campaign scenarios: `python -m tools.sim.gen --seed N --purchases 200 > s.json`.
 
-Purchases with, between and inside them, the faults of contracts.md: every host fault (also aimed
-at queries, reversals and advices), network down/up, paper out/in, power cut/on. Every fault is
-undone before the purchase's `wait idle`; the scenario ends by healing everything and waiting
+Purchases with, between and inside them, the faults of docs/simulated-board.md: every host
+fault (also aimed at queries, reversals and advices), network down/up, paper out/in, power
+cut/on. Every fault is undone before the purchase's `wait idle`; the scenario ends by healing everything and waiting
 until the terminal has settled. The same seed always gives the same scenario. Check the record
 with `python -m tools.sim.check DIR`.
 """

@@ -7,8 +7,8 @@
   keypad, display, printer with paper, the firmware's state reports,
 - `Firmware`: the MicroPython unix port running main.py on a littlefs image (power cut = SIGKILL).
 
-Every observable thing becomes an event `{"t_ms", "kind", ...}` (contracts.md, "What DIR holds
-afterwards"), written to events.jsonl and passed to listeners (the interactive UI).
+Every observable thing becomes an event `{"t_ms", "kind", ...}` (docs/simulated-board.md, "The
+record in DIR"), written to events.jsonl and passed to listeners (the interactive UI).
 """
 
 import asyncio
