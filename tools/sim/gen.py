@@ -2,9 +2,9 @@
 
 Purchases with, between and inside them, the faults of docs/simulated-board.md: every host
 fault (also aimed at queries, reversals and advices), network down/up, paper out/in, power
-cut/on. Every fault is undone before the purchase's `wait idle`; the scenario ends by healing everything and waiting
-until the terminal has settled. The same seed always gives the same scenario. Check the record
-with `python -m tools.sim.check DIR`.
+cut/on. Every fault is undone before the purchase's `wait idle`; the scenario ends by healing
+everything and waiting until the terminal has settled. The same seed always gives the same
+scenario. Check the record with `python -m tools.sim.check DIR`.
 """
 
 import argparse
