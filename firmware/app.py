@@ -63,6 +63,11 @@ _NTP_PERIOD_MS = const(6 * 3600 * 1000)
 _NTP_RETRY_MS = const(10000)
 _NTP_RETRY_MAX_MS = const(600000)
 _NTP_TIMEOUT_MS = const(3000)  # one query; a server on the far side of the world answers in 0.3 s
+# While purchases wait for the clock, a failed sync is tried again within a minute at most.
+_NTP_HOLD_RETRY_MAX_MS = const(60000)
+# An RTC before 2025-01-01 UTC was never set: the ESP32's starts at 2000-01-01 at power-on, and
+# mbedtls checks the host's certificate against it ("not yet valid").
+_CLOCK_FLOOR = const(1735689600)
 
 
 # MicroPython's bare-metal ports (the ESP32 among them) count time.time() from 2000-01-01, the
@@ -131,6 +136,7 @@ class Runtime:
         self.heap_peak = self.heap_idle = 0
         self.fatal = None
         self.handshakes = 0  # reversals and confirmations connecting (see exchange)
+        self.clock_set = self.clock_known()  # False: no card is read, no exchange starts
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -227,6 +233,11 @@ class Runtime:
         old = self.links.pop(kind, None)
         if old is not None:
             old.close()
+        if not self.clock_set:
+            # A query or reversal at boot: a handshake now would fail on the certificate's dates.
+            self.log("%s: waits for the clock" % kind)
+            while not self.clock_set:
+                await sleep_ms(100)
         if not await self._typing_done(kind, gen):
             return
         # While a reversal or confirmation connects and shakes hands, no card is read: the
@@ -315,7 +326,40 @@ class Runtime:
             await wifi.changed.wait()
             wifi.changed.clear()
             self.log(wifi.status)
-            self.dispatch(("net", None if wifi.connected else wifi.screen))
+            self.dispatch(("net", self.net_lines()))
+
+    def net_lines(self):
+        """The idle screen's two lines on the link: Wi-Fi down, else the clock not yet set."""
+        wifi = self.wifi
+        if wifi is not None and not wifi.connected:
+            return wifi.screen
+        return None if self.clock_set else screens.SETTING_CLOCK
+
+    def clock_known(self):
+        """Whether the clock can be trusted before NTP answers: always without an ntp_host (as
+        before), never where the runtime keeps the correction (it starts unknown), else if the
+        board's RTC reads a real date (the ESP32 keeps it across every reset but power-on)."""
+        if not self.settings["ntp_host"]:
+            return True
+        if getattr(self.board, "set_clock", None) is None:
+            return False
+        return self.wall_clock.unix() >= _CLOCK_FLOOR
+
+    def log_clock(self):
+        """Why purchases wait, or what the clock was found to be, at boot."""
+        rtc = getattr(self.board, "set_clock", None) is not None
+        shown = "%04d-%02d-%02d %02d:%02d:%02d UTC" % calendar(self.wall_clock.unix())[:6]
+        if not self.settings["ntp_host"]:
+            if rtc and self.wall_clock.unix() < _CLOCK_FLOOR:
+                self.log("clock: %s and no ntp_host: TLS will find the host's certificate "
+                         "not yet valid" % shown)
+        elif self.clock_set:
+            self.log("clock: %s, kept by the RTC across the reset" % shown)
+        else:
+            self.log("clock: not set (%s); purchases wait for NTP from %s:%d: the host's "
+                     "certificate and the receipts need the date" % (
+                         shown if rtc else "this board's correction is unknown",
+                         self.settings["ntp_host"], self.settings["ntp_port"]))
 
     async def time_sync(self):
         """Set the clock from NTP after the first connection, then every _NTP_PERIOD_MS."""
@@ -329,12 +373,17 @@ class Runtime:
             except (OSError, ValueError) as e:  # ValueError: sntp.SNTPError, a bad reply
                 self.log("ntp: %s:%d: %r; again in %d s" % (host, port, e, delay // 1000))
                 await sleep_ms(delay)
-                delay = min(delay * 2, _NTP_RETRY_MAX_MS)
+                delay = min(delay * 2, _NTP_RETRY_MAX_MS if self.clock_set
+                            else _NTP_HOLD_RETRY_MAX_MS)
                 continue
             delay = _NTP_RETRY_MS
             step = self.set_clock(unix)
             self.log("ntp: %04d-%02d-%02d %02d:%02d:%02d UTC from %s:%d, round trip %d ms, "
                      "clock moved %d s" % (calendar(unix)[:6] + (host, port, rtt, step)))
+            if not self.clock_set:
+                self.clock_set = True
+                self.log("clock: set; purchases open")
+                self.dispatch(("net", self.net_lines()))
             await sleep_ms(_NTP_PERIOD_MS)
 
     def set_clock(self, unix):
@@ -378,7 +427,7 @@ class Runtime:
         reader = self.board.reader
         period = self.settings["poll_ms"]
         while True:
-            if self.terminal.wants_card() and not self.handshakes:
+            if self.clock_set and self.terminal.wants_card() and not self.handshakes:
                 try:
                     card = reader.read_card()
                 except CardUnreadable as e:
@@ -456,7 +505,10 @@ class Runtime:
         else:
             self.log("security: host link is PLAIN TCP (host_tls=plain): card data and MACs "
                      "travel unencrypted; demo only")
+        self.log_clock()
         self.dispatch(("boot", ()))
+        if not self.clock_set:
+            self.dispatch(("net", self.net_lines()))
         tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
         if self.wifi is not None:
             tasks += [self.spawn(self.wifi.run()), self.spawn(self.network())]

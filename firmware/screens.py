@@ -10,6 +10,8 @@ from firmware.receipt import format_amount
 COLS = 16
 # The idle screen's last row whenever host_tls is "plain": card data crosses the network readable.
 PLAIN_WARNING = "!PLAIN TCP DEMO!"
+# The idle screen's network lines until NTP has set the clock: no card is read meanwhile.
+SETTING_CLOCK = const(("Setting clock...", "Please wait"))
 
 # Response code -> what the cashier reads (two short lines).
 _REASONS = const((
@@ -54,6 +56,8 @@ def idle(settings, now, status, net=None):
         lines += ["PAPER OUT", "Load paper"]
     elif status["reversals"]:
         lines += ["Reversal", "pending: wait"]
+    elif net and net[0] == SETTING_CLOCK[0]:
+        pass  # not "Ready": a card waits for the clock (firmware/app.py, clock_known)
     else:
         lines += ["Ready", "Tap card"]
     if status["queued"]:

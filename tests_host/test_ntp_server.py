@@ -83,6 +83,37 @@ def test_a_silent_server_times_out():
     assert "no NTP reply" in asyncio.run(main())
 
 
+def test_faults_drop_and_delay_the_next_replies_then_heal():
+    async def main():
+        server = await NtpServer().start()
+        seen = []
+        try:
+            server.inject("drop", times=1)
+            try:
+                await sntp.query("127.0.0.1", server.port, timeout_ms=200,
+                                 ticks_ms=app.ticks_ms, ticks_diff=app.ticks_diff,
+                                 sleep_ms=app.sleep_ms)
+            except OSError as e:
+                seen.append(str(e))
+            unix, rtt = await _query(server.port)  # the drop was for one request only
+            seen.append((server.dropped, server.replies, abs(unix - time.time()) <= 1))
+            server.inject("delay", ms=300, times="all")
+            for _ in range(2):
+                seen.append((await _query(server.port))[1] >= 300)
+            server.inject("drop", times="all")
+            server.inject("heal")
+            await _query(server.port)  # answered: a drop of all would time out
+            seen.append(server.dropped == 1)
+            return seen
+        finally:
+            server.stop()
+
+    dropped, after, *delays, healed = asyncio.run(main())
+    assert "no NTP reply" in dropped
+    assert after == (1, 1, True)
+    assert delays == [True, True] and healed
+
+
 class _Board:
     def __init__(self, set_clock=None):
         self.lines = []
@@ -101,6 +132,7 @@ def _sync(board, offset_s, utc_offset_min=0):
         runtime = app.Runtime.__new__(app.Runtime)  # only the clock part of the runtime
         runtime.board, runtime.settings, runtime.wifi = board, values, None
         runtime.wall_clock = app.Clock(utc_offset_min)
+        runtime.clock_set = True  # not holding purchases: only the sync is looked at here
         task = asyncio.create_task(runtime.time_sync())
         for _ in range(200):
             await asyncio.sleep(0.01)

@@ -4,6 +4,11 @@ It answers each client request (mode 3) with a server reply (mode 4) from this P
 shifted by `offset_s` if asked: stratum 1, reference ID "SIM", the client's transmit timestamp
 echoed as the originate timestamp, receive and transmit timestamps of this machine. `replies`
 counts the answers; `on_reply(addr)` is called after each (the sim records an event).
+
+Faults (`inject`, a scenario's `{"ntp": ...}` step): "drop" leaves the next requests unanswered,
+"delay" sends their replies `ms` late (the transmit timestamp is when the reply leaves, as from a
+slow server), each for `times` requests or "all"; "heal" clears them. `dropped` counts requests
+left unanswered.
 """
 
 import asyncio
@@ -54,7 +59,18 @@ class NtpServer(asyncio.DatagramProtocol):
         self.on_reply = on_reply
         self.replies = 0
         self.silent = False  # True: requests are dropped (a server that is down)
+        self.dropped = 0
+        self._fault = None  # [kind, ms, requests left or "all"]
         self._transport = None
+
+    def inject(self, fault, ms=0, times=1):
+        """fault: "drop", "delay" (by ms) or "heal"; for the next `times` requests, or "all"."""
+        if fault == "heal":
+            self._fault = None
+        elif fault in ("drop", "delay") and (times == "all" or times >= 1):
+            self._fault = [fault, ms, times]
+        else:
+            raise ValueError("ntp fault: drop, delay or heal, for 1 or more requests or all")
 
     def now(self):
         return time.time() + self.offset_s
@@ -74,7 +90,25 @@ class NtpServer(asyncio.DatagramProtocol):
     def datagram_received(self, data, addr):
         received = self.now()
         if self.silent:
+            self.dropped += 1
             return
+        fault = self._fault
+        if fault is not None and reply(data, received, received) is not None:
+            if fault[2] != "all":
+                fault[2] -= 1
+                if fault[2] == 0:
+                    self._fault = None
+            if fault[0] == "drop":
+                self.dropped += 1
+                return
+            asyncio.get_running_loop().call_later(fault[1] / 1000, self._answer, data, addr,
+                                                  received)
+            return
+        self._answer(data, addr, received)
+
+    def _answer(self, data, addr, received):
+        if self._transport is None:
+            return  # stopped meanwhile
         answer = reply(data, received, self.now())
         if answer is None:
             return

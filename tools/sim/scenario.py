@@ -9,11 +9,13 @@ from tools.sim.session import KEY_LABELS, SimError, SimSession
 HOST_FAULTS = {"drop_request", "drop_response", "delay_response", "disconnect", "bad_mac",
                "crash_after_commit", "host_down", "host_up", "heal"}
 HOST_TARGETS = {"query", "reversal", "advice"}
+NTP_FAULTS = {"drop", "delay", "heal"}  # the sim's time server (tools/host/ntp.py)
 # step kind -> (allowed values or None for any, extra keys allowed)
 STEP_KINDS = {
     "tap": (None, {"timeout_ms"}),
     "keys": (None, set()),
     "host": (HOST_FAULTS, {"ms", "for", "times"}),
+    "ntp": (NTP_FAULTS, {"ms", "times"}),
     "net": ({"up", "down"}, set()),
     "paper": ({"in", "out"}, set()),
     "power": ({"cut", "on"}, set()),
@@ -65,14 +67,14 @@ def validate_step(i, step):
     for name in ("timeout_ms", "ms"):
         if name in step and not _nonneg_int(step[name]):
             raise ScenarioError("%s: %s must be a non-negative integer" % (where, name))
-    if kind == "host":
+    if kind in ("host", "ntp"):
         if "for" in step and step["for"] not in HOST_TARGETS:
             raise ScenarioError("%s: for must be one of %s" % (where, sorted(HOST_TARGETS)))
         times = step.get("times", 1)
         if times != "all" and not (_nonneg_int(times) and times >= 1):
             raise ScenarioError("%s: times must be a positive integer or \"all\"" % where)
-        if value in ("delay_response",) and "ms" not in step:
-            raise ScenarioError("%s: delay_response needs ms" % where)
+        if value in ("delay_response", "delay") and "ms" not in step:
+            raise ScenarioError("%s: %s needs ms" % (where, value))
 
 
 def _card_error(card):
@@ -148,6 +150,9 @@ def validate(scenario):
         raise ScenarioError("steps must be a list")
     for i, step in enumerate(steps):
         validate_step(i, step)
+        if "ntp" in step and config.get("ntp_host") != "sim":
+            raise ScenarioError("step %d: an ntp step needs \"ntp_host\": \"sim\" in config"
+                                % (i + 1))
 
 
 def load(path):

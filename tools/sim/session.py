@@ -780,6 +780,8 @@ class SimSession:
             await self.keys(step["keys"])
         elif "host" in step:
             self.host_fault(step)
+        elif "ntp" in step:
+            self.ntp_fault(step)
         elif "net" in step:
             self.net(step["net"] == "up")
         elif "paper" in step:
@@ -823,6 +825,13 @@ class SimSession:
         fields = {k: v for k, v in step.items() if k != "host"}
         self.events.emit("host", fault=step["host"], **fields)
         self.host.inject(dict(step))
+
+    def ntp_fault(self, step):
+        if self.ntp is None:
+            raise SimError("ntp step: no time server (config ntp_host \"sim\")")
+        self.events.emit("ntp_fault", fault=step["ntp"],
+                         **{k: v for k, v in step.items() if k != "ntp"})
+        self.ntp.inject(step["ntp"], step.get("ms", 0), step.get("times", 1))
 
     def net(self, up):
         self.proxy.set_up(up)
