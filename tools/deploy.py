@@ -428,7 +428,7 @@ def parse_origin(text):
     raise DeployError("the board did not say where it imports firmware from: %r" % text[-200:])
 
 
-def _raw_repl(transport, deadline):
+def _raw_repl(transport, deadline, when="after the reset"):
     """Into the raw REPL of a board that may still be booting (a Ctrl-C sent before main.py
     runs is lost), trying again until the deadline."""
     from mpremote.transport import TransportError
@@ -439,7 +439,7 @@ def _raw_repl(transport, deadline):
             return
         except TransportError:
             if time.monotonic() > deadline:
-                raise DeployError("the board's REPL did not answer after the reset")
+                raise DeployError("the board's REPL did not answer %s" % when)
 
 
 def _follow(serial, seconds, out, until=None):
@@ -562,10 +562,29 @@ def deploy(port, image=None, code="auto", board=None, arch=None,
     return report
 
 
+# The built-in modules the firmware, its drivers and the simulated board import.
+DEV_BUILTINS = ("_thread", "array", "binascii", "collections", "cryptolib", "errno",
+                "framebuf", "gc", "hashlib", "io", "json", "machine", "math", "micropython",
+                "network", "os", "random", "re", "select", "socket", "struct", "sys", "time",
+                "tls", "vfs")
+# Run on the board before `mpremote mount .`: each built-in module put into sys.modules.
+# MicroPython lets a file extend a built-in, so each `import time` otherwise searches sys.path,
+# a round trip over the mount each time, and two at once (the virtual board's keypad timer is a
+# thread) garble the mount's protocol: a MemoryError, a path with a NUL, a stuck raw REPL.
+_DEV_HOME = """import os, sys
+_home = os.getcwd()
+for _n in %r:
+    if _n not in sys.modules:
+        try:
+            _m = __import__(_n)
+        except ImportError:
+            continue
+        if not hasattr(_m, '__file__'):
+            sys.modules[_n] = _m
+""" % (DEV_BUILTINS,)
 # Run on the board after `mpremote mount .`: the code comes from the PC's folder (/remote, put
 # first on sys.path), while the working folder goes back to the board's own, so the firmware
 # reads the board's config.json and writes its journal to the board's flash, as deployed.
-_DEV_HOME = "import os\n_home = os.getcwd()"
 _DEV_RUN = ("import os, sys\nsys.path.insert(0, '/remote')\nos.chdir(_home)\n"
             "exec(open('/remote/main.py').read(), {'__name__': '__main__'})")
 
@@ -576,6 +595,30 @@ def dev_command(port, folder=REPO):
     which takes more heap than the .mpy image: on an ESP32 without PSRAM use it for one module
     at a time (keep the rest deployed), not for the whole firmware."""
     return mpremote(port, ["exec", _DEV_HOME], ["mount", str(folder)], ["exec", _DEV_RUN])
+
+
+def stop_running(port, seconds=REPL_S):
+    """Stop what the board runs, into its raw REPL, trying until it answers: a Ctrl-C can be
+    lost (sent while the board boots, or taken by a thread of the virtual board's chip models),
+    and mpremote sends only one before it gives up."""
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        transport = SerialTransport(port, baudrate=115200)
+    except TransportError as e:
+        raise DeployError("cannot open %s: %s" % (port, e))
+    try:
+        _raw_repl(transport, time.monotonic() + seconds,
+                  "in %d s: is it a board running MicroPython?" % seconds)
+    finally:
+        transport.close()
+
+
+def dev(port, runner=subprocess.run):
+    """make dev: the board stopped at its raw REPL, then the firmware run from this folder."""
+    stop_running(port)
+    return runner(dev_command(port)).returncode
 
 
 def _summary(report):
@@ -620,7 +663,11 @@ def main(argv=None):
                         help="run the firmware from this folder, mounted (mpremote mount)")
     args = parser.parse_args(argv)
     if args.dev:
-        return subprocess.run(dev_command(args.port)).returncode
+        try:
+            return dev(args.port)
+        except DeployError as e:
+            print("deploy: %s" % e, file=sys.stderr)
+            return 2
     try:
         report = deploy(args.port, args.image, args.code, args.board, args.arch,
                         args.package_json, args.index, args.log_seconds, args.until)
