@@ -514,6 +514,12 @@ class Runtime:
             tasks += [self.spawn(self.wifi.run()), self.spawn(self.network())]
         if self.settings["ntp_host"]:
             tasks.append(self.spawn(self.time_sync()))
+        if self.settings["debug_repl"]:
+            from firmware.debug_repl import start  # only then: off, it costs the heap nothing
+
+            repl = start(self)
+            if repl is not None:
+                tasks.append(self.spawn(repl))
         await self.clock()
         for task in tasks:
             task.cancel()

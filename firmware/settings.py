@@ -75,6 +75,7 @@ DEFAULTS = {
     "printer_status": "dle",  # status query: dle (DLE EOT), escv (ESC v 0) or none
     "printer_cut": False,  # the printer has a cutter (GS V)
     "heap_report": False,  # log gc heap figures after each transaction
+    "debug_repl": False,  # a REPL in the running firmware (aiorepl, on the console); debug only
 }
 
 

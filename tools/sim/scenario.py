@@ -139,6 +139,9 @@ def validate(scenario):
         merge(DEFAULTS, config, "config")
     except ValueError as exc:
         raise ScenarioError(str(exc))
+    if config.get("debug_repl"):
+        # aiorepl would read a closed stdin (the firmware's is /dev/null here) in a busy loop.
+        raise ScenarioError("config: debug_repl needs a console; the simulated board has none")
     cards = scenario.get("cards")
     if cards is not None:
         if not isinstance(cards, list):

@@ -583,6 +583,8 @@ def loaded_modules(image, config):
         unused |= {"firmware/wifi", "tools/models/wlan"}
     if not setting("ntp_host"):
         unused.add("firmware/sntp")
+    if not setting("debug_repl"):
+        unused.add("firmware/debug_repl")
     firmware, own = [], []
     for package in ("firmware", "drivers", "boards", "tools", "tools/models"):
         for path in sorted((Path(image) / package).glob("*.mpy")):
