@@ -41,7 +41,7 @@ SEEDS ?= 1000
 INPUTS ?= 100000
 
 .PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
-	flash deploy romfs dev provision vboard check-port certs firmware
+	flash deploy romfs dev provision vboard check-port certs firmware hwcheck
 
 all: test
 
@@ -132,6 +132,12 @@ dev: $(VENV)/.installed check-port
 
 provision: $(VENV)/.installed check-port
 	$(PY) -m tools.provision --port $(PORT) --file $(PROVISION) $(if $(CA),--ca $(CA)) --reset
+
+# The hardware check on the board (tools/hwcheck.py), from a soft reset: WAIT seconds for keys
+# and for a card; exit status 1 when a check failed.
+WAIT ?= 15
+hwcheck: $(VENV)/.installed check-port
+	$(PY) -m tools.hwcheck_run --port $(PORT) --wait $(WAIT)
 
 # The test CA and the host simulator's certificate (localhost, 127.0.0.1); the board trusts
 # out/certs/ca.der (make provision CA=out/certs/ca.der). Kept while still good.

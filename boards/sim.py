@@ -364,10 +364,11 @@ class _Printer:
         self._board.send({"paper_report": [], "job": self._job, "ok": ok})
 
 
-def buses(settings):
-    """The simulated board's buses and pins, wired to the chip models: (keyword arguments for
-    boards.common.assemble, the models). The board below uses them; so do the tests of
-    tools/hwcheck.py."""
+def buses(settings, models=None):
+    """The simulated board's buses and pins, wired to the chip models: keyword arguments for
+    boards.common.assemble, as every profile's buses() gives them (tools/hwcheck.py takes them
+    one by one); `models`, a dict, gets the chip models. The board below uses them; so do the
+    tests of tools/hwcheck.py."""
     from tools.models.bus import SimI2C, SimPin, SimSPI, SimUART, VirtualClock
     from tools.models.escpos import EscPosModel
     from tools.models.keypad import KeypadMatrix
@@ -413,9 +414,10 @@ def buses(settings):
 
         # The membrane on the controller's rows and columns: it scans them, not the board.
         i2c.attach(settings["keypad_addr"], TCA8418(clock, membrane))
-    models = {"clock": clock, "printer": printer, "oled": oled, "reader": reader,
-              "field": field, "keypad": membrane}
-    return wiring, models
+    if models is not None:
+        models.update({"clock": clock, "printer": printer, "oled": oled, "reader": reader,
+                       "field": field, "keypad": membrane})
+    return wiring
 
 
 def _keypad_timer():
@@ -446,7 +448,8 @@ class Board:
         self.card = None
         self.fatal = None  # an error in the link's task: firmware/app.py stops on it
         self._link = _Link(self)
-        wiring, models = buses(settings)
+        models = {}
+        wiring = buses(settings, models)
         self.clock = models["clock"]
         self.printer_model = models["printer"]
         self.oled = models["oled"]

@@ -607,7 +607,8 @@ def stop_running(port, seconds=REPL_S):
     try:
         transport = SerialTransport(port, baudrate=115200)
     except TransportError as e:
-        raise DeployError("cannot open %s: %s" % (port, e))
+        raise DeployError("cannot open %s: %s: give the board's port (PORT=/dev/ttyUSB0, or "
+                          "the socket:// address make vboard prints)" % (port, e))
     try:
         _raw_repl(transport, time.monotonic() + seconds,
                   "in %d s: is it a board running MicroPython?" % seconds)

@@ -1,6 +1,7 @@
 """Hardware check: run on a real board to exercise each module one by one and say what it saw.
 
     mpremote run tools/hwcheck.py        (after the firmware and config.json are on the board)
+    make hwcheck PORT=/dev/ttyUSB0 [WAIT=15]    (the same, from a clean soft reset: hwcheck_run)
 
 It reads the board profile and the settings from config.json, builds the buses from the
 profile's pin map, then checks, each on its own so one dead module does not hide the others:
@@ -23,6 +24,14 @@ def _ms():
     return ticks_ms()
 
 
+def _sleep_ms(ms):
+    # time.sleep_ms on MicroPython; CPython (the tests) has time.sleep alone.
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
 def _elapsed(start):
     return ticks_diff(ticks_ms(), start)
 
@@ -33,7 +42,7 @@ class Check:
         self.wiring = wiring
         self.wait_s = wait_s
         self.out = out
-        self.sleep_ms = sleep_ms or time.sleep_ms
+        self.sleep_ms = sleep_ms or _sleep_ms
         self.results = []
         self.display = None
 
@@ -152,8 +161,9 @@ class Check:
         for name, ok, detail in self.results:
             self.out("%-12s %-4s %s" % (name, "OK" if ok else "FAIL", detail))
         failed = sum(1 for r in self.results if not r[1])
-        self._show(["HARDWARE CHECK", "", "%d of %d OK" % (len(self.results) - failed,
-                                                         len(self.results))])
+        summary = "%d of %d OK" % (len(self.results) - failed, len(self.results))
+        self.out("hwcheck: " + summary)
+        self._show(["HARDWARE CHECK", "", summary])
         return failed
 
 
@@ -163,13 +173,29 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-def main():
+def parse_args(argv):
+    """(wait_s, config path) from `--wait S` and `--config PATH` in argv; anything else is
+    skipped (the unix port's own arguments: sys.argv is the port's where `mpremote run` runs)."""
+    wait_s, config = WAIT_S, "config.json"
+    for i in range(len(argv) - 1):
+        if argv[i] == "--wait":
+            wait_s = int(argv[i + 1])
+        elif argv[i] == "--config":
+            config = argv[i + 1]
+    return wait_s, config
+
+
+def main(argv=(), out=print):
+    """The check on this board: its profile's buses() and the settings of its config.json.
+    Returns how many checks failed."""
     from firmware import settings as settings_mod
 
-    settings = settings_mod.load("config.json")
+    wait_s, config = parse_args(list(argv))
+    settings = settings_mod.load(config)
     profile = __import__("boards." + settings["board"], None, None, ["buses"])
-    return Check(settings, profile.buses(settings)).run()
+    return Check(settings, profile.buses(settings), wait_s=wait_s, out=out).run()
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main() else 0)
+    # No sys.exit: on a board, SystemExit in the raw REPL soft-resets it under mpremote.
+    main(sys.argv[1:])
