@@ -284,3 +284,71 @@ def test_deploy_runs_one_probe_then_one_mpremote_run_and_checks_the_origin(tmp_p
         deploy_mod.deploy("socket://x:1", image, code="romfs",
                           runner=_fake_board("rom none\nfrozen -\n", calls), out=out)
     assert len(calls) == 1
+
+
+def _tree(folder):
+    """{path: sha256} of everything under folder: what a refused deploy must leave as it was."""
+    return {p.relative_to(folder).as_posix(): _sha(p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _deploy_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tools.deploy"] + list(args), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_probe_reads_the_profile_the_boards_config_names():
+    assert deploy_mod.parse_probe("rom none\nfrozen -\nprofile -\n").profile is None
+    assert deploy_mod.parse_probe("profile esp32_devkitc\n").profile == "esp32_devkitc"
+    # A config.json without `board`: the firmware then takes the default profile.
+    assert deploy_mod.parse_probe("profile =\n").profile == "sim"
+
+
+def test_an_image_for_another_board_profile_is_refused_on_the_virtual_board(tmp_path):
+    # A sim board, set up as one (config.json, its profile on its filesystem), without a ROM
+    # partition: the DevKitC's .mpy files would replace boards/ and leave it no profile.
+    from test_vboard import _VBoard
+
+    board_dir = tmp_path / "board"
+    (board_dir / "boards").mkdir(parents=True)
+    (board_dir / "boards" / "sim.py").write_text("# the board's own profile\n")
+    (board_dir / "config.json").write_text(json.dumps({"board": "sim"}))
+    board = _VBoard(board_dir, tmp_path / "console.log", romfs_kb=0)
+    try:
+        before = _tree(board_dir)
+        out = tmp_path / "devkitc"
+        refused = _deploy_cli("--port", board.url, "--board", "esp32_devkitc", "--image",
+                              str(out), "--code", "files", "--log-seconds", "0")
+        assert refused.returncode == 2, refused.stderr + refused.stdout
+        error = refused.stderr.strip()
+        assert "\n" not in error and "board profile sim" in error, error
+        assert "BOARD=sim" in error and "make provision" in error, error
+        assert not out.exists()  # refused before building
+        # A built image is read for the profiles it carries: the same refusal.
+        built = _deploy_cli("--port", board.url, "--board", "sim", "--image", str(out),
+                            "--code", "files", "--log-seconds", "0")
+        assert built.returncode == 0, built.stderr + built.stdout
+        (board_dir / "config.json").write_text(json.dumps({"board": "esp32_devkitc"}))
+        before = _tree(board_dir)
+        again = _deploy_cli("--port", board.url, "--image", str(out), "--log-seconds", "0")
+        assert again.returncode == 2 and "board profile esp32_devkitc" in again.stderr
+        assert "image is for sim" in again.stderr and "\n" not in again.stderr.strip()
+        assert _tree(board_dir) == before
+    finally:
+        board.proc.terminate()
+        board.proc.wait(10)
+
+
+def test_a_port_with_no_board_is_refused_before_anything_is_built(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    out = tmp_path / "image"
+    refused = _deploy_cli("--port", "socket://127.0.0.1:%d" % free, "--board", "sim",
+                          "--image", str(out), "--log-seconds", "0")
+    assert refused.returncode == 2
+    error = refused.stderr.strip()
+    assert error.startswith("deploy: cannot open socket://") and "\n" not in error, error
+    assert "PORT=" in error and not out.exists()

@@ -18,7 +18,9 @@ Where the code of firmware/, drivers/ and the board's profile goes (--code):
 1. One round trip asks the board what it has: its ROM partitions (`vfs.rom_ioctl`), the size of
    the first and the SHA-256 of the image in it, whether `firmware` is frozen in, and the SHA-256
    of every file under boot.py, main.py and the code's folders (mpremote's own skip-if-same
-   check costs a round trip per file: 42 files took 13 s to find nothing to do).
+   check costs a round trip per file: 42 files took 13 s to find nothing to do), and the board
+   profile its config.json names: code for another profile is refused (it would take the
+   board's own profile away, and the board would reset in a loop). All before building.
 2. romfs: writes the image unless the board's is byte-identical (`mpremote romfs deploy`
    rewrites the whole partition: about 4 s for 100 KB on the virtual board).
 3. Copies the files whose hash differs; removes what an older image left (a stale
@@ -49,6 +51,7 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
+from firmware.settings import DEFAULTS
 from tools import build as build_mod
 from tools.boardboot import ROMFS_HEADER
 
@@ -145,6 +148,14 @@ def _frozen():
         if had is not None:
             sys.modules['firmware'] = had
 print('frozen', _frozen())
+def _profile():
+    try:
+        with open('config.json') as f:
+            import json
+            return json.load(f).get('board', '=')
+    except Exception:
+        return '-'
+print('profile', _profile())
 """
 
 # Run on the board: remove files and whole folders, `_PATHS`, in one round trip (mpremote's
@@ -186,8 +197,9 @@ class DeployError(Exception):
 
 
 # What the board has: folders {path}, files {path: sha256}; rom None (no vfs.rom_ioctl) or a
-# RomPartition; frozen: the frozen firmware's __path__, or None.
-BoardState = namedtuple("BoardState", "folders files rom frozen")
+# RomPartition; frozen: the frozen firmware's __path__, or None; profile: the board profile its
+# config.json names, or None when it has none (a board not yet provisioned).
+BoardState = namedtuple("BoardState", "folders files rom frozen profile", defaults=(None,))
 RomPartition = namedtuple("RomPartition", "count size digest")
 # What to do on the filesystem: folders to make, files to copy, paths to remove (files, and
 # folders whole), files already up to date.
@@ -246,7 +258,7 @@ def probe_program(names):
 
 def parse_probe(text):
     """The board's answer to _PROBE, as a BoardState."""
-    folders, files, rom, frozen = set(), {}, None, None
+    folders, files, rom, frozen, profile = set(), {}, None, None, None
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] == "d":
@@ -259,7 +271,10 @@ def parse_probe(text):
             rom = RomPartition(int(parts[1]), int(parts[2]), None if parts[3] == "-" else parts[3])
         elif len(parts) == 2 and parts[0] == "frozen" and parts[1] != "-":
             frozen = parts[1]
-    return BoardState(folders, files, rom, frozen)
+        elif len(parts) == 2 and parts[0] == "profile" and parts[1] != "-":
+            # "=": a config.json without `board`, which then means the default profile.
+            profile = DEFAULTS["board"] if parts[1] == "=" else parts[1]
+    return BoardState(folders, files, rom, frozen, profile)
 
 
 def romfs_length(data):
@@ -314,6 +329,36 @@ def choose_code(requested, board, profile=None):
                           "make firmware builds (make flash ... FLASH_ARGS=--no-romfs: "
                           "docs/firmware.md), or deploy with CODE=romfs or CODE=files")
     return requested, None
+
+
+def image_profiles(image):
+    """The board profiles a built image carries (boards/NAME.mpy in it, or in DIR.rom for a
+    ROMFS build); None for boot.py and main.py alone (frozen code)."""
+    image = Path(image)
+    for folder in (image / "boards", image.with_name(image.name + ".rom") / "boards"):
+        if folder.is_dir():
+            return {p.stem for p in folder.iterdir()
+                    if p.suffix in (".mpy", ".py") and p.stem not in ("__init__", "common")}
+    return None
+
+
+def check_profile(state, board=None, image=None):
+    """Refuses code for another board profile than the one the board's config.json names: it
+    would remove the board's own profile, and the board would reset in a loop."""
+    if state.profile is None:
+        return
+    if board is not None:
+        wanted, fits = board, state.profile == board
+    else:
+        carried = image_profiles(image)
+        if carried is None:
+            return
+        wanted, fits = "/".join(sorted(carried)), state.profile in carried
+    if not fits:
+        raise DeployError("the board is set up for board profile %s (its config.json), this "
+                          "image is for %s: deploy with BOARD=%s, or provision the board for "
+                          "%s first (make provision, \"board\" in the file)"
+                          % (state.profile, wanted, state.profile, wanted))
 
 
 def romfs_needed(romfs_file, board):
@@ -512,9 +557,10 @@ def install_command(port, package_json, index=None):
 
 def deploy(port, image=None, code="auto", board=None, arch=None,
            package_json=REPO / "package.json", index=None, log_seconds=8.0, until=None,
-           runner=subprocess.run, out=sys.stdout):
+           runner=subprocess.run, out=sys.stdout, check_port=False):
     """The five steps; returns a dict of what happened (for the summary and the tests).
-    board: build for it first (into image, default build/BOARD); else image is deployed."""
+    board: build for it first (into image, default build/BOARD); else image is deployed.
+    check_port: first stop the board at its raw REPL (stop_running), a board answering."""
     if board is None:
         if image is None:
             raise DeployError("give --board to build, or --image for a built image")
@@ -522,8 +568,11 @@ def deploy(port, image=None, code="auto", board=None, arch=None,
             raise DeployError("%s holds no built image: run `make build` (or `make romfs`) "
                               "first" % image)
     t0 = time.monotonic()
+    if check_port:
+        stop_running(port)  # PORT checked, and the board stopped, before anything is built
     state = probe(port, probe_names(image if board is None else None, board), runner)
     probe_s = time.monotonic() - t0
+    check_profile(state, board, image)
     mode, warning = choose_code(code, state, board)
     if warning:
         print("deploy: warning: %s" % warning, file=out, flush=True)
@@ -671,7 +720,8 @@ def main(argv=None):
             return 2
     try:
         report = deploy(args.port, args.image, args.code, args.board, args.arch,
-                        args.package_json, args.index, args.log_seconds, args.until)
+                        args.package_json, args.index, args.log_seconds, args.until,
+                        check_port=True)
     except (DeployError, OSError) as e:
         print("deploy: %s" % e, file=sys.stderr)
         return 2
