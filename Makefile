@@ -41,7 +41,7 @@ SEEDS ?= 1000
 INPUTS ?= 100000
 
 .PHONY: all venv sim test test-cpython test-micropython host bench bench-heap build lint clean dst fuzz \
-	flash deploy romfs dev provision vboard check-port certs firmware hwcheck
+	flash deploy romfs dev provision vboard check-port certs firmware hwcheck test-board
 
 all: test
 
@@ -138,6 +138,12 @@ provision: $(VENV)/.installed check-port
 WAIT ?= 15
 hwcheck: $(VENV)/.installed check-port
 	$(PY) -m tools.hwcheck_run --port $(PORT) --wait $(WAIT)
+
+# The portable tests (those make test runs on the unix port) on the board, against its deployed
+# firmware; FILES="test_cmac.py ..." for some of them. Its settings and journal are untouched.
+FILES ?=
+test-board: $(VENV)/.installed check-port
+	$(PY) -m tools.testboard --port $(PORT) $(FILES)
 
 # The test CA and the host simulator's certificate (localhost, 127.0.0.1); the board trusts
 # out/certs/ca.der (make provision CA=out/certs/ca.der). Kept while still good.
