@@ -67,7 +67,7 @@ _NTP_TIMEOUT_MS = const(3000)  # one query; a server on the far side of the worl
 _NTP_HOLD_RETRY_MAX_MS = const(60000)
 # An RTC before 2025-01-01 UTC was never set: the ESP32's starts at 2000-01-01 at power-on, and
 # mbedtls checks the host's certificate against it ("not yet valid").
-_CLOCK_FLOOR = const(1735689600)
+CLOCK_FLOOR = const(1735689600)
 
 
 # MicroPython's bare-metal ports (the ESP32 among them) count time.time() from 2000-01-01, the
@@ -310,12 +310,12 @@ class Runtime:
             self.dispatch(outcome)
 
     def host_unreachable(self, kind, e):
-        failure = _tls_failure(e) if self.tls else None
-        if failure:
-            # Never an answer: a host that cannot prove who it is has not been reached.
-            self.log("security: %s (%s: %s); not sent" % (failure, kind, _reason(e)))
-        else:
-            self.log("%s: host unreachable (%r)" % (kind, e))
+        from firmware import link_failure  # on a failure only: let go after
+
+        try:
+            self.log(link_failure.describe(kind, e, self.tls))
+        finally:
+            let_go("link_failure")
 
     # ---- network and time -----------------------------------------------------------------
 
@@ -343,23 +343,7 @@ class Runtime:
             return True
         if getattr(self.board, "set_clock", None) is None:
             return False
-        return self.wall_clock.unix() >= _CLOCK_FLOOR
-
-    def log_clock(self):
-        """Why purchases wait, or what the clock was found to be, at boot."""
-        rtc = getattr(self.board, "set_clock", None) is not None
-        shown = "%04d-%02d-%02d %02d:%02d:%02d UTC" % calendar(self.wall_clock.unix())[:6]
-        if not self.settings["ntp_host"]:
-            if rtc and self.wall_clock.unix() < _CLOCK_FLOOR:
-                self.log("clock: %s and no ntp_host: TLS will find the host's certificate "
-                         "not yet valid" % shown)
-        elif self.clock_set:
-            self.log("clock: %s, kept by the RTC across the reset" % shown)
-        else:
-            self.log("clock: not set (%s); purchases wait for NTP from %s:%d: the host's "
-                     "certificate and the receipts need the date" % (
-                         shown if rtc else "this board's correction is unknown",
-                         self.settings["ntp_host"], self.settings["ntp_port"]))
+        return self.wall_clock.unix() >= CLOCK_FLOOR
 
     async def time_sync(self):
         """Set the clock from NTP after the first connection, then every _NTP_PERIOD_MS."""
@@ -481,31 +465,16 @@ class Runtime:
         start = getattr(self.board, "start", None)
         if start:
             await start()
-        short = self.heap_short()
-        if short:
-            # A MemoryError mid-purchase and a reset loop would follow: say so, and wait.
-            in_flash = code_in_flash()
-            self.log("memory: %d bytes short of the heap a purchase needs; %s" % (short, (
-                "the code runs from flash already: this board needs more RAM (PSRAM)"
-                if in_flash else "put the code in flash, in ROMFS or frozen: make firmware "
-                "ROMFS=1, make flash, make deploy CODE=romfs (docs/romfs.md)")))
-            self.board.display.show(screens.no_memory(in_flash))
-            while True:
+        short = self.heap_short()  # before the boot's own code below is imported
+        from firmware import opening  # boot only: let go once the terminal is open
+
+        try:
+            opened = opening.open_terminal(self, short)
+        finally:
+            let_go("opening")
+        if not opened:
+            while True:  # not enough heap: the display says so; a purchase would not fit
                 await sleep_ms(60000)
-        for record in self.journal.replay():
-            self.terminal.restore(record)
-        if self.journal.torn:
-            # A power cut tore the last write: rewrite before anything is appended after it.
-            self.journal.rewrite(self.terminal.snapshot())
-            self.log("journal: torn tail cut off")
-        if self.tls:
-            self.log("host link: TLS to %s:%d, certificate from %s's CA for %s" % (
-                self.settings["host"], self.settings["port"], self.settings["host_ca"],
-                self.settings["host_name"]))
-        else:
-            self.log("security: host link is PLAIN TCP (host_tls=plain): card data and MACs "
-                     "travel unencrypted; demo only")
-        self.log_clock()
         self.dispatch(("boot", ()))
         if not self.clock_set:
             self.dispatch(("net", self.net_lines()))
@@ -547,33 +516,8 @@ def run(runtime):
     asyncio.run(runtime.run())
 
 
-def code_in_flash():
-    """The firmware runs from flash (a ROMFS at /rom, or frozen into the MicroPython image),
-    not from .mpy files that importing copied into the heap."""
-    return __file__.startswith(("/rom/", ".frozen"))
-
-
 def _errno(e):
     return e.args[0] if e.args else None
-
-
-def _tls_failure(e):
-    """The security event a failed TLS connection is, or None when the host was only
-    unreachable (refused, no route, timeout)."""
-    # mbedtls's verdict on the certificate (wrong CA, wrong name, expired) is a ValueError on
-    # MicroPython; CPython's SSLCertVerificationError is a ValueError too.
-    if isinstance(e, ValueError):
-        return "host certificate refused"
-    # Other TLS errors: mbedtls's negative codes on MicroPython, ssl.SSLError on CPython.
-    code = _errno(e)
-    if type(e).__name__.startswith("SSL") or isinstance(code, int) and code < 0:
-        return "TLS handshake with the host failed"
-    return None
-
-
-def _reason(e):
-    text = e.args[-1] if e.args else e
-    return " ".join(str(text).split())
 
 
 async def _read_frame(reader):

@@ -13,7 +13,7 @@ reversals, unprinted receipts, unsent confirmations) are rebuilt from the journa
 
 from micropython import const
 
-from firmware import dukpt, iso8583, msgkeys, pinblock, receipt, screens
+from firmware import dukpt, iso8583, let_go, msgkeys, pinblock, receipt, screens
 
 PROC_PURCHASE = "000000"
 # Reversal reasons (field 39 of the 0400): no response, response failed its MAC.
@@ -161,25 +161,14 @@ class Terminal:
         actions.append(("journal", rec))
 
     def snapshot(self):
-        """Records that rebuild the present state: the journal's content after compaction."""
-        keep = []
-        for stan in self.order:
-            txn = self.txns[stan]
-            state = txn["state"]
-            keep.append({"r": "send", "stan": stan, "batch": txn["batch"], "amt": txn["amount"],
-                         "l4": txn["l4"], "t": txn["t"], "f7": txn["f7"]})
-            if state == APPROVED:
-                keep.append({"r": "ok", "stan": stan, "rrn": txn["rrn"], "auth": txn["auth"]})
-                if txn["printed"]:
-                    keep.append({"r": "pr", "stan": stan, "copy": txn["printed"]})
-            elif state == REVERSING:
-                keep.append({"r": "rev", "stan": stan, "reason": txn.get("reason", "98")})
-        head = [{"r": "batch", "batch": self.batch, "next": self.next_stan,
-                 "n": self.closed_count, "sum": self.closed_total, "last": self.last}]
-        reservation = self.keys.record()
-        if reservation:
-            head.append(reservation)
-        return head + keep
+        """Records that rebuild the present state: the journal's content after compaction,
+        which comes seldom (firmware/recovery.py)."""
+        from firmware import recovery
+
+        try:
+            return recovery.snapshot(self)
+        finally:
+            let_go("recovery")
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -258,34 +247,12 @@ class Terminal:
         self._apply(record)
 
     def _boot(self, actions, records):
-        for rec in records:
-            self._apply(rec)
-        self.keys.boot()
-        for stan in self.order:
-            txn = self.txns[stan]
-            state = txn["state"]
-            if state == SENDING:
-                # In flight at the power cut: only the host knows; ask it (then print or reverse).
-                self.recovery.append(stan)
-            elif state == APPROVED:
-                if txn["printed"] < self.copies:
-                    # The copy after the last one marked printed may have been cut off mid-way.
-                    self._queue_receipts(stan, txn["printed"] + 1, True)
-                else:
-                    self.saf.append(["adv", stan])
-            elif state == REVERSING:
-                self.saf.append(["rev", stan])
-        self._log("boot: batch %d next stan %d, %d to recover, %d to print, %d to send" % (
-            self.batch, self.next_stan, len(self.recovery), len(self.print_queue),
-            len(self.saf)))
-        if self.keys.active:
-            self._log("boot: DUKPT counter resumes after %d" % self.keys.last)
-        self.mode = IDLE
-        if self.recovery:
-            self._start_recovery(actions)
-        else:
-            self._after_resolution(actions)
-        self._saf_kick(actions)
+        from firmware import recovery  # once per boot: let go after
+
+        try:
+            recovery.boot(self, actions, records)
+        finally:
+            let_go("recovery")
 
     def _log(self, line):
         self.log.append(line)
@@ -351,7 +318,7 @@ class Terminal:
             self._pin_key(actions, label)
         elif mode == MESSAGE and label in "#*":
             self._to_idle(actions)
-        elif mode == IDLE:
+        elif mode == IDLE and label in ("A", "B", "C"):
             self._function_key(actions, label)
 
     def _amount_key(self, actions, label):
@@ -406,20 +373,12 @@ class Terminal:
         self.pin_len = 0
 
     def _function_key(self, actions, label):
-        if label == "A" and self.last and self._ready():
-            # Reprint the last approval receipt (customer copy), marked as a reprint.
-            self.print_queue.append([None, self.copies, True])
-            self._print_next(actions)
-        elif label == "B":
-            count, total = self.totals()
-            self._message(actions, screens.message(
-                "BATCH %06d" % self.batch, "Approved: %d" % count,
-                receipt.format_amount(total, self.settings["currency"]), "", "# = back"))
-        elif label == "C":
-            st = self.status()
-            self._message(actions, screens.message(
-                "STATUS", "To send: %d" % st["queued"], "Reversals: %d" % st["reversals"],
-                "To print: %d" % st["unprinted"], "Next trace:", "%06d" % self.next_stan))
+        from firmware import function_keys  # pressed seldom: let go after
+
+        try:
+            function_keys.press(self, actions, label)
+        finally:
+            let_go("function_keys")
 
     # ---- purchase -------------------------------------------------------------------------
 

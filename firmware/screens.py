@@ -5,6 +5,7 @@ Messages are in words a cashier can act on: what happened, and what to do next.
 
 from micropython import const
 
+from firmware import let_go
 from firmware.receipt import format_amount
 
 COLS = 16
@@ -12,30 +13,6 @@ COLS = 16
 PLAIN_WARNING = "!PLAIN TCP DEMO!"
 # The idle screen's network lines until NTP has set the clock: no card is read meanwhile.
 SETTING_CLOCK = const(("Setting clock...", "Please wait"))
-
-# Response code -> what the cashier reads (two short lines).
-_REASONS = const((
-    ("05", "Declined", "by card issuer"),
-    ("14", "Invalid card", "Use another card"),
-    ("25", "Not completed", "Not charged"),
-    ("51", "Insufficient", "funds"),
-    ("54", "Card expired", "Use another card"),
-    ("55", "Wrong PIN", "Try again"),
-    ("61", "Over card limit", "Lower amount"),
-    ("63", "Security error", "Call support"),
-    ("75", "PIN tries", "exceeded"),
-    ("91", "Bank unavailable", "Try later"),
-    ("94", "Duplicate", "Not charged"),
-    ("96", "Bank sys. error", "Try later"),
-))
-
-
-def reason(rc):
-    for code, first, second in _REASONS:
-        if code == rc:
-            return first, second
-    return "Declined", "code " + rc
-
 
 def _right(text):
     # MicroPython's str has no rjust.
@@ -95,7 +72,12 @@ def approved(settings, amount_value, note="Printing..."):
 
 
 def declined(rc):
-    first, second = reason(rc)
+    from firmware import reasons  # a table for declines only: let go after
+
+    try:
+        first, second = reasons.reason(rc)
+    finally:
+        let_go("reasons")
     return _fit(["DECLINED" if rc not in ("25", "94") else "NOT DONE", "", first, second])
 
 
@@ -109,14 +91,6 @@ def unreachable():
 
 def paper_out(waiting):
     return _fit(["PAPER OUT", "", "Load paper", "%d receipt(s)" % waiting, "will print"])
-
-
-def no_memory(code_in_flash):
-    """At boot, when the free heap is short of what a purchase needs (firmware/app.py), with
-    the fix: the code out of the heap, or a board with more RAM when it is out already."""
-    fix = ["Use a board", "with PSRAM"] if code_in_flash else [
-        "Put the code in", "flash: ROMFS or", "frozen. See", "docs/romfs.md"]
-    return _fit(["NOT ENOUGH", "MEMORY", ""] + fix)
 
 
 def stopped(message):

@@ -5,7 +5,7 @@ resets the board) instead of leaving the terminal half-alive."""
 import asyncio
 import os
 
-from firmware import app
+from firmware import app, opening
 from firmware.settings import DEFAULTS
 
 
@@ -189,7 +189,7 @@ def test_short_heap_at_boot_says_so_and_waits():
 
     assert asyncio.run(scenario())
     assert board.display.screens[-1][:2] == ["NOT ENOUGH", "MEMORY"]
-    assert "Put the code in" in board.display.screens[-1] or app.code_in_flash()
+    assert "Put the code in" in board.display.screens[-1] or opening.code_in_flash()
     assert [line for line in board.log.lines if line.startswith("memory: ")]
     assert runtime.terminal.status()["mode"] == "idle" and not runtime.journal.size
 

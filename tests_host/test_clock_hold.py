@@ -7,7 +7,7 @@ once as before. (test_sim_clock.py: the release when NTP answers, on the simulat
 import asyncio
 import os
 
-from firmware import app, screens
+from firmware import app, opening, screens
 from firmware.settings import DEFAULTS
 
 _STATUS = {"recovering": 0, "unprinted": 0, "reversals": 0, "queued": 0}
@@ -141,7 +141,7 @@ def test_an_rtc_at_its_power_on_date_is_not_set():
     runtime.wall_clock.correction = 946684810 - app.unix_time()
     runtime.clock_set = runtime.clock_known()  # as the runtime decides it when built
     assert not runtime.clock_set
-    runtime.log_clock()
+    opening.log_clock(runtime)
     assert board.lines[-1].startswith("clock: not set (2000-01-01 00:00:10 UTC); purchases "
                                       "wait for NTP"), board.lines
 
