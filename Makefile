@@ -151,10 +151,11 @@ test-board: $(VENV)/.installed check-port
 certs: $(VENV)/.installed
 	$(PY) -m tools.host.tlsca --out out/certs $(if $(HOST_ADDR),--name $(HOST_ADDR))
 
-# A virtual board for trying the above without one: make vboard, then in another terminal
-# make deploy provision BOARD=sim PORT=socket://127.0.0.1:8266 (see docs/virtual-board.md).
+# A virtual board for trying the above without one, with the simulated board's screen, keypad,
+# card reader and printer (in this terminal): make vboard, then in another terminal make deploy
+# BOARD=sim PORT=socket://127.0.0.1:8266, make provision ... (docs/virtual-board.md).
 vboard: $(VENV)/.installed
-	$(PY) -m tools.vboard --dir $(VBOARD_DIR) --port $(VBOARD_PORT)
+	$(PY) -m tools.vboard --dir $(VBOARD_DIR) --port $(VBOARD_PORT) --peripherals
 
 # Malformed-input fuzzing of the decoder, the framing and the core's response matching.
 fuzz: $(VENV)/.installed

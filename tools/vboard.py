@@ -76,6 +76,9 @@ RAW_REPL = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 CTRL_A, CTRL_C = b"\x01", b"\x03"
+# What the unix port prints for a Ctrl-C that landed in a scheduled callback (the keypad's scan
+# timer, tools/models/bus.py SimTimer), which swallows it: the program never sees it.
+SWALLOWED = b"KeyboardInterrupt"
 HARD_RESET = getattr(signal, "SIG" + boardboot.RESET_SIGNAL)
 SOFT_RESET = getattr(signal, "SIG" + boardboot.SOFT_RESET_SIGNAL)
 
@@ -96,6 +99,28 @@ def serial_path(folder):
     return folder.with_name(folder.name + ".tty")
 
 
+class Interrupt:
+    """A Ctrl-C on its way to the program, until a REPL's prompt shows that it arrived. On the
+    unix port one can land in a scheduled callback, which swallows it (and may take the port
+    down): it is sent again, and after such a crash it is sent to the new boot with the bytes
+    that followed it, as if it had come a moment later, so `mpremote` finds the REPL it asked
+    for as on a board."""
+
+    def __init__(self):
+        self.after = bytearray()  # what the client sent after the Ctrl-C
+        self.replay = False  # the board went down: send all again once its code runs
+        self._tail = b""
+
+    def swallowed(self, data):
+        """True when the board's output shows the Ctrl-C swallowed."""
+        text = self._tail + data
+        if SWALLOWED in text:
+            self._tail = b""  # each is seen once
+            return True
+        self._tail = text[-len(SWALLOWED):]
+        return False
+
+
 class ReplWatch:
     """Which REPL the board's output last showed, the raw one (mpremote's) or the friendly one:
     a soft reset from the raw REPL skips main.py."""
@@ -105,11 +130,13 @@ class ReplWatch:
         self._tail = b""
 
     def feed(self, data):
+        """True when data shows a prompt."""
         text = self._tail + data
         raw, friendly = text.rfind(RAW_REPL), text.rfind(FRIENDLY_PROMPT)
         if raw != friendly:
             self.raw = raw > friendly
         self._tail = text[-len(RAW_REPL):]
+        return raw != friendly
 
 
 def reset_kind(rc):
@@ -203,6 +230,7 @@ class VirtualBoard:
         self.boots = 0
         self.quick_resets = 0
         self._held = None  # a raw-REPL soft reboot's output, until its raw REPL prompt
+        self._interrupt = None  # an Interrupt in flight
         self._asked_raw = False
         self._want_power = None
         self.selector = selectors.DefaultSelector()
@@ -264,6 +292,10 @@ class VirtualBoard:
         raw = self.repl.raw
         self.power_off()
         kind = reset_kind(rc)
+        if self._interrupt is not None and rc != 0:
+            # Down while a Ctrl-C was on its way: the port's fault, not a reset anyone asked for.
+            self._interrupt.replay = True
+            kind = "crash"
         if kind == "soft":
             self._emit(SOFT_REBOOT)
             self.power_on(raw_repl=raw)
@@ -277,7 +309,10 @@ class VirtualBoard:
         self.power_on()
 
     def _from_board(self, data):
-        self.repl.feed(data)
+        if self.repl.feed(data):
+            self._interrupt = None  # it arrived
+        elif self._interrupt is not None and self._interrupt.swallowed(data):
+            self._signal_interrupt()
         if self._held is None:
             self._emit(data)
             return
@@ -340,19 +375,36 @@ class VirtualBoard:
     def _to_board(self, data):
         """Bytes from a client to the board's line; Ctrl-C, where MicroPython would take it as
         its interrupt character, as a KeyboardInterrupt instead."""
+        if self._interrupt is not None:
+            self._interrupt.after += data.partition(CTRL_C)[0]
         if self.master is None:
-            return  # powered off: the line is dead
+            return  # powered off, or resetting: the line is dead
         while data:
             at = data.find(CTRL_C)
             if at < 0:
                 _write_all(self.master, data)
                 return
             _write_all(self.master, data[:at])
+            data = data[at + 1:]
             if catches_sigint(self.proc.pid):
+                self._interrupt = Interrupt()
+                self._interrupt.after += data.partition(CTRL_C)[0]
                 os.kill(self.proc.pid, signal.SIGINT)
             else:
                 _write_all(self.master, CTRL_C)
-            data = data[at + 1:]
+
+    def _signal_interrupt(self):
+        if self.proc is not None and catches_sigint(self.proc.pid):
+            os.kill(self.proc.pid, signal.SIGINT)
+
+    def _replay_interrupt(self):
+        """After a crash with a Ctrl-C in flight: once the new boot's code runs (it takes Ctrl-C
+        then), the Ctrl-C and what followed it."""
+        if self.proc is None or not catches_sigint(self.proc.pid):
+            return
+        self._interrupt.replay = False
+        os.kill(self.proc.pid, signal.SIGINT)
+        _write_all(self.master, bytes(self._interrupt.after))
 
     def _drop_client(self):
         if self.client is not None:
@@ -367,12 +419,15 @@ class VirtualBoard:
             self.power_on()
         elif want is False and self.proc is not None:
             self.power_off()
+            self._interrupt = None
 
     def serve(self):
         self.power_on()
         while not self.stopped:
             if self._want_power is not None:
                 self._apply_power()
+            if self._interrupt is not None and self._interrupt.replay:
+                self._replay_interrupt()
             for key, _ in self.selector.select(timeout=0.2):
                 if key.data == "accept":
                     conn, _ = self.listener.accept()

@@ -39,6 +39,9 @@ MIN_ROWS = 3 + OLED_ROWS + 3 + 11 + 1 + HOST_ROWS + len(HELP) + 2
 
 
 class App:
+    TITLE = "POS terminal simulator"
+    HELP = HELP
+
     def __init__(self, session, cards):
         self.session = session
         self.cards = cards
@@ -119,6 +122,14 @@ class App:
         elif ch == "q":
             self.quit = True
 
+    def status(self, state):
+        """The title line: power, network, paper, host and the terminal's mode."""
+        return "%s   power %s  net %s  paper %s  host %s   %s" % (
+            self.TITLE, "ON" if self.session.firmware.powered else "OFF",
+            "up" if self.net_up else "DOWN", "in" if self.paper_in else "OUT",
+            "DOWN" if self.host_down else "up",
+            "idle" if state.get("idle") else (state.get("mode") or "-"))
+
     def layout(self, h, w):
         """What the screen shows at h rows by w columns: [(row, column, text, style)], style
         None, "bold" or "reverse"; each text fits its place. A terminal smaller than the
@@ -137,11 +148,7 @@ class App:
 
         s = self.session
         state = s.board.state or {}
-        power = "ON" if s.firmware.powered else "OFF"
-        put(0, 0, "POS terminal simulator   power %s  net %s  paper %s  host %s   %s" % (
-            power, "up" if self.net_up else "DOWN", "in" if self.paper_in else "OUT",
-            "DOWN" if self.host_down else "up",
-            "idle" if state.get("idle") else (state.get("mode") or "-")), "bold")
+        put(0, 0, self.status(state), "bold")
         # The OLED, drawn from the SSD1306 model's memory: 2 x 4 pixels per braille cell.
         screen = oled_rows(s.board.framebuffer) if s.firmware.powered else None
         if screen is None:
@@ -158,7 +165,8 @@ class App:
         # The last receipt, scrolled to its end, right of the screen.
         rx = width + 4
         put(2, rx, "Last receipt", "bold")
-        body = [line for line in self.receipt if line.strip()][-(h - len(HELP) - 5):]
+        help_ = self.HELP
+        body = [line for line in self.receipt if line.strip()][-(h - len(help_) - 5):]
         for i, text in enumerate(body):
             put(3 + i, rx, text, width=COLUMN)
         # Under the screen: cards, the terminal's log, the host's log.
@@ -168,18 +176,18 @@ class App:
             label = card.get("label", card.get("status", "")).split(":")[0]
             put(top + 1 + i, 0, "%d ...%s %s" % (i + 1, card["pan"][-4:], label), width=COLUMN)
         lx = COLUMN + 2
-        rows = max(0, h - len(HELP) - 2 - top - 1)
+        rows = max(0, h - len(help_) - 2 - top - 1)
         put(top, lx, "Terminal", "bold")
         for i, text in enumerate(wrapped_tail(self.term_log, rx - lx - 2, rows)):
             put(top + 1 + i, lx, text)
         hy = top + 11
         put(hy, 0, "Host", "bold")
         host_log = [line[13:] for line in getattr(s.host, "log", [])[-rows:]]  # less the time
-        hrows = max(0, h - len(HELP) - 2 - hy - 1)
+        hrows = max(0, h - len(help_) - 2 - hy - 1)
         for i, text in enumerate(wrapped_tail(host_log, COLUMN, hrows)):
             put(hy + 1 + i, 0, text)
-        base = h - len(HELP) - 1
-        for i, text in enumerate(HELP):
+        base = h - len(help_) - 1
+        for i, text in enumerate(help_):
             put(base + i, 0, text)
         put(h - 1, 0, "> " + self.message, "reverse")
         return shown
@@ -243,26 +251,49 @@ def _char(code, curses):
     return None
 
 
+async def drive(scr, curses, app):
+    """The screen's loop: the PC's keys to the app, the app drawn, until it quits."""
+    scr.nodelay(True)
+    scr.keypad(True)
+    while not app.quit:
+        while True:
+            code = scr.getch()
+            if code == -1:
+                break
+            ch = _char(code, curses)
+            if ch:
+                app.key(ch)
+        app.draw(scr, curses)
+        await asyncio.sleep(0.05)
+
+
 async def _main(scr, curses, out, heapsize, main, firmware):
     cards = default_cards()
     session = SimSession(out, DEMO_CONFIG, None, heapsize, main, **firmware)
     app = App(session, cards)
     await session.start()
-    scr.nodelay(True)
-    scr.keypad(True)
     try:
-        while not app.quit:
-            while True:
-                code = scr.getch()
-                if code == -1:
-                    break
-                ch = _char(code, curses)
-                if ch:
-                    app.key(ch)
-            app.draw(scr, curses)
-            await asyncio.sleep(0.05)
+        await drive(scr, curses, app)
     finally:
         await session.stop()
+
+
+def in_curses(main, who="tools.sim"):
+    """Run the coroutine function main(scr, curses) on a curses screen: 0, or 2 with the reason
+    when there is no terminal or no curses."""
+    try:
+        import curses
+    except ImportError:
+        print("%s: the screen needs the curses module" % who, file=sys.stderr)
+        return 2
+    import locale
+
+    locale.setlocale(locale.LC_ALL, "")  # braille cells for the OLED need a UTF-8 terminal
+    try:
+        curses.wrapper(lambda scr: asyncio.run(main(scr, curses)))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def run_ui(out="out/sim", heapsize=None, main=None, **firmware):
@@ -270,18 +301,7 @@ def run_ui(out="out/sim", heapsize=None, main=None, **firmware):
         print("tools.sim: the interactive simulator needs a terminal (TTY); for a scripted run "
               "use: python -m tools.sim --scenario FILE --out DIR", file=sys.stderr)
         return 2
-    try:
-        import curses
-    except ImportError:
-        print("tools.sim: the interactive simulator needs the curses module", file=sys.stderr)
-        return 2
-    import locale
-
-    locale.setlocale(locale.LC_ALL, "")  # braille cells for the OLED need a UTF-8 terminal
-    try:
-        curses.wrapper(lambda scr: asyncio.run(_main(scr, curses, out, heapsize, main,
-                                                                firmware)))
-    except KeyboardInterrupt:
-        pass
-    print("session recorded in %s (events.jsonl, ledger.json, receipts/)" % out)
-    return 0
+    rc = in_curses(lambda scr, curses: _main(scr, curses, out, heapsize, main, firmware))
+    if not rc:
+        print("session recorded in %s (events.jsonl, ledger.json, receipts/)" % out)
+    return rc
