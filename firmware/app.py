@@ -133,7 +133,8 @@ class Runtime:
         self.links = {}  # kind -> the exchange task's stream writer, to close it on a new send
         self.link_gen = {}  # kind -> generation, so a superseded connection's events are dropped
         self.reported = None
-        self.heap_peak = self.heap_idle = 0
+        self.heap_peak = 0
+        self.heap_busy = True  # the boot is the first thing heap_report reports
         self.fatal = None
         self.handshakes = 0  # reversals and confirmations connecting (see exchange)
         self.clock_set = self.clock_known()  # False: no card is read, no exchange starts
@@ -188,10 +189,15 @@ class Runtime:
         used = gc.mem_alloc()
         if used > self.heap_peak:
             self.heap_peak = used
-        if quiet and self.heap_peak > self.heap_idle:
+        # One line at boot and one for each transaction once all is quiet again, whatever
+        # its peak: make bench counts them.
+        if not quiet:
+            self.heap_busy = True
+        elif self.heap_busy:
             self.log("heap: transaction peak %d bytes live, idle %d, free %d" % (
                 self.heap_peak, used, gc.mem_free()))
-            self.heap_peak = self.heap_idle = used
+            self.heap_peak = used
+            self.heap_busy = False
 
     def log(self, line):
         print(line)
