@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import tty as tty_mod
 from pathlib import Path
 
 from test_flash import esp_image
@@ -225,6 +226,7 @@ def _repl(run, line, tty):
     argv = run.argv(line)
     assert argv[-2] == "out/vboard.tty" and (run.tmp / argv[-2]).resolve() == Path(tty).resolve()
     master, slave = pty.openpty()
+    tty_mod.setraw(slave)  # Ctrl-C a byte for mpremote even before its console is raw
     proc = subprocess.Popen(argv, cwd=run.tmp, env=run.env, stdin=slave, stdout=slave,
                             stderr=slave, start_new_session=True)
     os.close(slave)
