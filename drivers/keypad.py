@@ -102,6 +102,7 @@ class Keypad:
         for row in self._rows:
             row.value(1)
         self._timer = timer
+        self._interrupted = False
         if timer is not None:
             # The bound method made once: the callback allocates nothing.
             self._on_timer = self._tick
@@ -114,7 +115,12 @@ class Keypad:
             self._timer = None
 
     def _tick(self, _timer):
-        self.scan(self._ticks())
+        try:
+            self.scan(self._ticks())
+        except KeyboardInterrupt:
+            # MicroPython prints and drops an exception raised in a scheduled callback: a
+            # Ctrl-C (mpremote's way in) landing here would be lost. The iterator raises it.
+            self._interrupted = True
 
     # ---- the scan step -----------------------------------------------------------------------
 
@@ -228,4 +234,7 @@ class Keypad:
                 await _sleep_ms(self.scan_ms)
             else:
                 await _sleep_ms(_DRAIN_MS)
+                if self._interrupted:
+                    self._interrupted = False
+                    raise KeyboardInterrupt
         return self.get()

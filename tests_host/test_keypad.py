@@ -281,3 +281,31 @@ def test_the_typing_finger_waits_for_the_scans():
         assert not matrix.typing(), gap
         _run(clock, keypad, t + 200)
         assert _drain(keypad) == "1250#1234#", gap
+
+
+def test_a_ctrl_c_in_the_timer_callback_reaches_the_program():
+    # MicroPython drops an exception raised in a scheduled callback: a Ctrl-C that lands in a
+    # scan would be lost, and mpremote could not break in. The iterator raises it instead.
+    clock, matrix, keypad = _rig(timer=True)
+    ticks = keypad._ticks
+
+    def interrupted():
+        keypad._ticks = ticks
+        raise KeyboardInterrupt
+
+    keypad._ticks = interrupted
+    keypad._timer.run(10)  # the callback took it, and the timer goes on
+
+    async def wait_for_a_key():
+        async for _ in keypad:
+            pass
+
+    try:
+        asyncio.run(wait_for_a_key())
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the Ctrl-C was lost")
+    _type(matrix, "7", clock.now() // 1000 + 10, 125, 40)
+    keypad._timer.run(300)
+    assert _drain(keypad) == "7"
