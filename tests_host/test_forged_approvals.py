@@ -325,8 +325,10 @@ def test_stale_reversal_reason_after_a_bad_mac():
 
 # ---- the simulated board ------------------------------------------------------------------------
 
-SIM_CONFIG = {"response_timeout_ms": 1000, "query_timeout_ms": 700, "query_attempts": 2,
-              "query_window_ms": 3000, "retry_base_ms": 200, "retry_max_ms": 1000,
+# A response timer long enough that a query sent "at once" stays well under half of it on a
+# loaded machine (seen: 690 ms), and an ignored answer is told from it by the timer.
+SIM_CONFIG = {"response_timeout_ms": 4000, "query_timeout_ms": 2500, "query_attempts": 2,
+              "query_window_ms": 10000, "retry_base_ms": 200, "retry_max_ms": 1000,
               "message_ms": 300, "receipt_copies": 1}
 # Each session: an honest purchase, then its cases. Host mode per case: "intercepted" (default)
 # or "reversed" (committed, forged bytes before the genuine answer, query answers dropped).

@@ -379,11 +379,12 @@ def test_delay_response(tmp_path):
             assert rc(await client.purchase(GOOD, "1234", 1250, 1)) == "00"
             assert time.monotonic() - t0 >= 0.4
             # The terminal that gives up first still finds the approval committed.
-            host.inject({"host": "delay_response", "ms": 600})
+            # (A delay far beyond the client's wait: a loaded machine cannot blur the two.)
+            host.inject({"host": "delay_response", "ms": 3000})
             client.timeout = 0.2
             t0 = time.monotonic()
             assert await client.purchase(GOOD, "1234", 1000, 2) is None
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 2.5
             assert balance(host, GOOD) == 50000 - 2250
             client.timeout = 2
             assert rc(await client.query(1000, 2)) == "00"
@@ -394,9 +395,10 @@ def test_disconnect_does_not_process(tmp_path):
     async def body():
         async with running_host(tmp_path) as (host, client):
             host.inject({"host": "disconnect"})
+            client.timeout = 10
             t0 = time.monotonic()
             assert await client.purchase(GOOD, "1234", 1250, 1) is None
-            assert time.monotonic() - t0 < 1  # closed at once, not a timeout
+            assert time.monotonic() - t0 < 5  # closed at once, not a timeout
             assert host.export_ledger() == [] and balance(host, GOOD) == 50000
             assert rc(await client.purchase(GOOD, "1234", 1250, 1)) == "00"
     run(body())
