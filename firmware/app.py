@@ -178,7 +178,8 @@ class Runtime:
             self.journal.rewrite(self.terminal.snapshot())
             self.log("journal compacted to %d bytes" % self.journal.size)
         if self.settings["heap_report"]:
-            self.measure_heap(quiet)
+            # Settled: nothing owed to the host either, so one line per transaction.
+            self.measure_heap(quiet and not status["queued"] and not status["reversals"])
 
     def measure_heap(self, quiet):
         """Live heap after each event; at the end of a transaction, log its peak.
