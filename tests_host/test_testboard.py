@@ -38,7 +38,7 @@ def test_make_test_board_runs_the_portable_tests_on_the_board(tmp_path):
         for name, text in kept.items():
             (board_dir / name).write_text(text)
         before = {name: _sha(board_dir / name) for name in kept}
-        run = subprocess.run(["make", "test-board", "PORT=" + board.url,
+        run = subprocess.run(["make", "--no-print-directory", "test-board", "PORT=" + board.url,
                               "FILES=" + " ".join(FILES)], cwd=REPO, capture_output=True,
                              text=True, timeout=900)
         after = {name: _sha(board_dir / name) for name in kept}
