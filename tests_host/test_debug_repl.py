@@ -67,7 +67,8 @@ class Console:
                                      stderr=subprocess.STDOUT, cwd=str(ROOT))
         self.out = b""
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self):
         while True:
@@ -95,8 +96,11 @@ class Console:
         self.proc.stdin.flush()
 
     def close(self):
+        """Kill the process and read the pipe to its end: a loaded machine may hold the reader
+        behind the exit, and the traceback is the last thing written."""
         self.proc.kill()
         self.proc.wait()
+        self._reader.join(timeout=60)
 
 
 def test_debug_repl_answers_inside_the_running_firmware():
