@@ -56,15 +56,6 @@ _MAX_FRAME = const(4096)  # larger than any message we exchange; a bigger prefix
 # that it never refuses a heap that works. Objects on a 64-bit port are up to twice as large.
 _PURCHASE_HEAP = const(13312)
 _WORD_SCALE = 2 if sys.maxsize > 1 << 32 else 1
-# NTP again every 6 hours: awake, the ESP32 keeps time on its crystal (tens of ppm, well under a
-# second in 6 hours) and a receipt shows whole seconds. A failed sync is tried again after 10 s,
-# doubled per failure up to 10 minutes: nothing waits for it (receipts carry the RTC's time).
-_NTP_PERIOD_MS = const(6 * 3600 * 1000)
-_NTP_RETRY_MS = const(10000)
-_NTP_RETRY_MAX_MS = const(600000)
-_NTP_TIMEOUT_MS = const(3000)  # one query; a server on the far side of the world answers in 0.3 s
-# While purchases wait for the clock, a failed sync is tried again within a minute at most.
-_NTP_HOLD_RETRY_MAX_MS = const(60000)
 # An RTC before 2025-01-01 UTC was never set: the ESP32's starts at 2000-01-01 at power-on, and
 # mbedtls checks the host's certificate against it ("not yet valid").
 CLOCK_FLOOR = const(1735689600)
@@ -168,18 +159,19 @@ class Runtime:
 
     def after(self, event):
         status = self.terminal.status()
-        if status != self.reported:
-            self.reported = status
-            report = getattr(self.board, "report", None)
-            if report:
-                report(status)
         quiet = status["idle"] and self.terminal.current is None
         if quiet and self.journal.size > self.settings["journal_max_bytes"]:
             self.journal.rewrite(self.terminal.snapshot())
             self.log("journal compacted to %d bytes" % self.journal.size)
         if self.settings["heap_report"]:
-            # Settled: nothing owed to the host either, so one line per transaction.
+            # Settled: nothing owed to the host either, so one line per transaction. Before
+            # the report, so whoever waits for idle finds the line already logged.
             self.measure_heap(quiet and not status["queued"] and not status["reversals"])
+        if status != self.reported:
+            self.reported = status
+            report = getattr(self.board, "report", None)
+            if report:
+                report(status)
 
     def measure_heap(self, quiet):
         """Live heap after each event; at the end of a transaction, log its peak.
@@ -352,43 +344,6 @@ class Runtime:
             return False
         return self.wall_clock.unix() >= CLOCK_FLOOR
 
-    async def time_sync(self):
-        """Set the clock from NTP after the first connection, then every _NTP_PERIOD_MS."""
-        host, port = self.settings["ntp_host"], self.settings["ntp_port"]
-        delay = _NTP_RETRY_MS
-        while True:
-            if self.wifi is not None:
-                await self.wifi.up.wait()
-            try:
-                unix, rtt = await _ntp_query(host, port)
-            except (OSError, ValueError) as e:  # ValueError: sntp.SNTPError, a bad reply
-                self.log("ntp: %s:%d: %r; again in %d s" % (host, port, e, delay // 1000))
-                await sleep_ms(delay)
-                delay = min(delay * 2, _NTP_RETRY_MAX_MS if self.clock_set
-                            else _NTP_HOLD_RETRY_MAX_MS)
-                continue
-            delay = _NTP_RETRY_MS
-            step = self.set_clock(unix)
-            self.log("ntp: %04d-%02d-%02d %02d:%02d:%02d UTC from %s:%d, round trip %d ms, "
-                     "clock moved %d s" % (calendar(unix)[:6] + (host, port, rtt, step)))
-            if not self.clock_set:
-                self.clock_set = True
-                self.log("clock: set; purchases open")
-                self.dispatch(("net", self.net_lines()))
-            await sleep_ms(_NTP_PERIOD_MS)
-
-    def set_clock(self, unix):
-        """The board's RTC where it has one it may set, else the Clock's correction; returns
-        how far the clock moved, in seconds."""
-        before = self.wall_clock.unix()
-        board_set = getattr(self.board, "set_clock", None)
-        if board_set is not None:
-            board_set(unix)
-            self.wall_clock.correction = 0
-        else:
-            self.wall_clock.correction = unix - unix_time()
-        return unix - before
-
     # ---- printer --------------------------------------------------------------------------
 
     async def print_job(self, job, text):
@@ -489,7 +444,9 @@ class Runtime:
         if self.wifi is not None:
             tasks += [self.spawn(self.wifi.run()), self.spawn(self.network())]
         if self.settings["ntp_host"]:
-            tasks.append(self.spawn(self.time_sync()))
+            from firmware.timesync import time_sync  # only with a server to ask
+
+            tasks.append(self.spawn(time_sync(self)))
         if self.settings["debug_repl"]:
             from firmware.debug_repl import start  # only then: off, it costs the heap nothing
 
@@ -505,18 +462,6 @@ class Runtime:
             self.log("memory: out of memory (%s); restarting" % self.fatal)
             self.board.display.show(screens.out_of_memory())
         raise self.fatal
-
-
-async def _ntp_query(host, port):
-    """(unix seconds, round trip ms) from the NTP server. The client is imported for the query
-    and let go: it runs every 6 hours."""
-    from firmware import sntp
-
-    try:
-        return await sntp.query(host, port, timeout_ms=_NTP_TIMEOUT_MS, ticks_ms=ticks_ms,
-                                ticks_diff=ticks_diff, sleep_ms=sleep_ms)
-    finally:
-        let_go("sntp")
 
 
 def run(runtime):
