@@ -93,21 +93,6 @@ def paper_out(waiting):
     return _fit(["PAPER OUT", "", "Load paper", "%d receipt(s)" % waiting, "will print"])
 
 
-def stopped(message):
-    """A boot error: what is wrong, in the 5 lines the screen has for it, and what to do."""
-    words = message.split()
-    lines = [""]
-    for word in words:
-        while len(word) > COLS:  # a file name longer than a line
-            lines.append(word[:COLS])
-            word = word[COLS:]
-        if len(lines[-1]) + len(word) + (1 if lines[-1] else 0) > COLS:
-            lines.append(word)
-        else:
-            lines[-1] = (lines[-1] + " " + word).strip()
-    return _fit(["CANNOT START"] + [line for line in lines if line][:5] + ["", "Fix, then reset"])
-
-
 def out_of_memory():
     return _fit(["OUT OF MEMORY", "", "Restarting..."])
 

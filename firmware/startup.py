@@ -18,6 +18,7 @@ from firmware import settings as settings_mod
 # of objects that live on being strewn over the whole heap, which fragments it. A collection takes
 # a few ms; the smallest heap a purchase needs drops by about 8 KB on 32 bits (make bench-heap).
 _COLLECT_EVERY = const(8192)
+_COLS = const(16)  # the display's line (firmware/screens.py)
 
 # Imported only to boot: dropped once the board is built (the board profile stays: the runtime
 # calls its set_clock and free_heap).
@@ -150,12 +151,27 @@ def halt(error):
 async def _hold(board, message):
     import asyncio
 
-    from firmware import screens
-
     if board is not None:
         start = getattr(board, "start", None)
         if start is not None:
             await start()
-        board.display.show(screens.stopped(message))
+        board.display.show(stopped(message))
     while True:
         await asyncio.sleep(60)
+
+
+def stopped(message):
+    """The screen for a boot error (only start-up shows one): what is wrong, in the 5 lines
+    the screen has for it, and what to do."""
+    words = message.split()
+    lines = [""]
+    for word in words:
+        while len(word) > _COLS:  # a file name longer than a line
+            lines.append(word[:_COLS])
+            word = word[_COLS:]
+        if len(lines[-1]) + len(word) + (1 if lines[-1] else 0) > _COLS:
+            lines.append(word)
+        else:
+            lines[-1] = (lines[-1] + " " + word).strip()
+    # Words are cut to the line, so the 8 lines fit the screen as they are.
+    return ["CANNOT START"] + [line for line in lines if line][:5] + ["", "Fix, then reset"]

@@ -7,7 +7,7 @@ import socket
 import struct
 import time
 
-from firmware import app, sntp
+from firmware import app, sntp, timesync
 from firmware.settings import DEFAULTS
 from tools.host.ntp import NtpServer, reply
 
@@ -133,7 +133,7 @@ def _sync(board, offset_s, utc_offset_min=0):
         runtime.board, runtime.settings, runtime.wifi = board, values, None
         runtime.wall_clock = app.Clock(utc_offset_min)
         runtime.clock_set = True  # not holding purchases: only the sync is looked at here
-        task = asyncio.create_task(runtime.time_sync())
+        task = asyncio.create_task(timesync.time_sync(runtime))
         for _ in range(200):
             await asyncio.sleep(0.01)
             if server.replies:

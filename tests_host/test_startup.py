@@ -20,7 +20,7 @@ def test_the_fallback_profile_exists_and_can_show_an_error():
 
 
 def test_the_stopped_screen_wraps_words_and_says_what_to_do():
-    lines = screens.stopped("host_ca: no file a_very_long_certificate_name.der on the flash")
+    lines = startup.stopped("host_ca: no file a_very_long_certificate_name.der on the flash")
     assert lines[0] == "CANNOT START" and lines[-1] == "Fix, then reset"
     assert all(len(line) <= screens.COLS for line in lines)
     assert "".join(lines).replace(" ", "").startswith(
@@ -28,5 +28,5 @@ def test_the_stopped_screen_wraps_words_and_says_what_to_do():
 
 
 def test_a_long_message_keeps_its_beginning():
-    lines = screens.stopped("word " * 40)
+    lines = startup.stopped("word " * 40)
     assert len(lines) <= 8 and lines[1] == "word word word"
