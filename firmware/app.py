@@ -128,7 +128,9 @@ class Runtime:
         self.heap_busy = True  # the boot is the first thing heap_report reports
         self.fatal = None
         self.handshakes = 0  # reversals and confirmations connecting (see exchange)
-        self.clock_set = self.clock_known()  # False: no card is read, no exchange starts
+        # False: no card is read, no exchange starts. Without an ntp_host the clock is taken as
+        # it is; with one, the boot decides (firmware/opening.py, clock_known).
+        self.clock_set = not settings["ntp_host"]
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -294,7 +296,8 @@ class Runtime:
                 else:
                     # MicroPython's open_connection returns before the connection is made; a
                     # refused or unreachable host shows up at the first write: nothing was sent.
-                    outcome = ("unsent" if _errno(e) in _NOT_CONNECTED else "closed", kind)
+                    code = e.args[0] if e.args else None  # a timeout has none
+                    outcome = ("unsent" if code in _NOT_CONNECTED else "closed", kind)
             else:
                 response = await _read_frame(reader)
                 outcome = ("closed", kind) if response is None else ("rx", response)
@@ -318,31 +321,12 @@ class Runtime:
 
     # ---- network and time -----------------------------------------------------------------
 
-    async def network(self):
-        """The Wi-Fi link's news to the log and, while it is down, to the idle screen."""
-        wifi = self.wifi
-        while True:
-            await wifi.changed.wait()
-            wifi.changed.clear()
-            self.log(wifi.status)
-            self.dispatch(("net", self.net_lines()))
-
     def net_lines(self):
         """The idle screen's two lines on the link: Wi-Fi down, else the clock not yet set."""
         wifi = self.wifi
         if wifi is not None and not wifi.connected:
             return wifi.screen
         return None if self.clock_set else screens.SETTING_CLOCK
-
-    def clock_known(self):
-        """Whether the clock can be trusted before NTP answers: always without an ntp_host (as
-        before), never where the runtime keeps the correction (it starts unknown), else if the
-        board's RTC reads a real date (the ESP32 keeps it across every reset but power-on)."""
-        if not self.settings["ntp_host"]:
-            return True
-        if getattr(self.board, "set_clock", None) is None:
-            return False
-        return self.wall_clock.unix() >= CLOCK_FLOOR
 
     # ---- printer --------------------------------------------------------------------------
 
@@ -442,7 +426,9 @@ class Runtime:
             self.dispatch(("net", self.net_lines()))
         tasks = [self.spawn(self.keys()), self.spawn(self.cards()), self.spawn(self.paper())]
         if self.wifi is not None:
-            tasks += [self.spawn(self.wifi.run()), self.spawn(self.network())]
+            from firmware.wifi import news
+
+            tasks += [self.spawn(self.wifi.run()), self.spawn(news(self))]
         if self.settings["ntp_host"]:
             from firmware.timesync import time_sync  # only with a server to ask
 
@@ -466,10 +452,6 @@ class Runtime:
 
 def run(runtime):
     asyncio.run(runtime.run())
-
-
-def _errno(e):
-    return e.args[0] if e.args else None
 
 
 async def _read_frame(reader):

@@ -18,39 +18,46 @@ from micropython import const
 
 from .cmac import cmac
 
-_N = const(0)  # ASCII digits
-_AN = const(1)  # printable ASCII (an: hosts put spaces in auth codes, so not only alnum)
-_ANS = const(2)  # printable ASCII
-_B = const(3)  # raw bytes
+# A field's spec is one small int: format | length-prefix digits | length or maximum length.
+# Ints in a dict cost the heap only the dict; tuples would cost about 500 bytes more, which
+# ROMFS cannot keep in flash.
+_N = const(0 << 12)  # ASCII digits
+_AN = const(1 << 12)  # printable ASCII (an: hosts put spaces in auth codes, so not only alnum)
+_ANS = const(2 << 12)  # printable ASCII
+_B = const(3 << 12)  # raw bytes
+_FORMAT = const(3 << 12)
+_LL = const(2 << 10)  # LLVAR: two length digits before the value
+_LLL = const(3 << 10)  # LLLVAR
+_SIZE = const(0x3FF)
 _MAC_LEN = const(8)
 _MAC_PRIMARY = const(64)
 _MAC_SECONDARY = const(128)
 _MIN_MESSAGE = const(12)  # MTI + primary bitmap
 
-# field: (format, length-prefix digits (0 = fixed), length or maximum length)
+# field: format | prefix | fixed length (no prefix) or maximum length
 _SPEC = {
-    2: (_N, 2, 19),
-    3: (_N, 0, 6),
-    4: (_N, 0, 12),
-    7: (_N, 0, 10),
-    11: (_N, 0, 6),
-    12: (_N, 0, 6),
-    13: (_N, 0, 4),
-    14: (_N, 0, 4),
-    22: (_N, 0, 3),
-    25: (_N, 0, 2),
-    37: (_AN, 0, 12),
-    38: (_AN, 0, 6),
-    39: (_AN, 0, 2),
-    41: (_ANS, 0, 8),
-    42: (_ANS, 0, 15),
-    49: (_N, 0, 3),
-    52: (_B, 0, 16),
-    53: (_B, 0, 12),  # the DUKPT KSN: initial key ID (8 bytes) + transaction counter (4)
-    60: (_ANS, 3, 999),
-    64: (_B, 0, 8),
-    90: (_N, 0, 42),
-    128: (_B, 0, 8),
+    2: _N | _LL | 19,
+    3: _N | 6,
+    4: _N | 12,
+    7: _N | 10,
+    11: _N | 6,
+    12: _N | 6,
+    13: _N | 4,
+    14: _N | 4,
+    22: _N | 3,
+    25: _N | 2,
+    37: _AN | 12,
+    38: _AN | 6,
+    39: _AN | 2,
+    41: _ANS | 8,
+    42: _ANS | 15,
+    49: _N | 3,
+    52: _B | 16,
+    53: _B | 12,  # the DUKPT KSN: initial key ID (8 bytes) + transaction counter (4)
+    60: _ANS | _LLL | 999,
+    64: _B | 8,
+    90: _N | 42,
+    128: _B | 8,
 }
 # Encoding order: ascending field number, as the bitmap requires.
 _ORDER = const((2, 3, 4, 7, 11, 12, 13, 14, 22, 25, 37, 38, 39, 41, 42, 49, 52, 53, 60, 90))
@@ -73,8 +80,13 @@ def _check_chars(raw, lo, hi):
     return True
 
 
+def _spec(spec):
+    """(format, length-prefix digits, length) of a _SPEC entry."""
+    return spec & _FORMAT, (spec >> 10) & 3, spec & _SIZE
+
+
 def _encode_field(field, value):
-    fmt, prefix, size = _SPEC[field]
+    fmt, prefix, size = _spec(_SPEC[field])
     if fmt == _B:
         if not isinstance(value, (bytes, bytearray)):
             raise ValueError("field %d: bytes expected" % field)
@@ -193,7 +205,7 @@ def decode(message, mac_key):
                 if field != mac_field:
                     raise ValueError("MAC field %d misplaced" % field)
                 mac_at = pos
-            fmt, prefix, size = spec
+            fmt, prefix, size = _spec(spec)
             if prefix:
                 if end < pos + prefix:
                     raise ValueError("truncated field %d" % field)
@@ -253,7 +265,7 @@ def answer_mti(request_mti):
 def _normalised(field, value):
     if value is None:
         return None
-    fmt, prefix, size = _SPEC[field]
+    fmt, prefix, size = _spec(_SPEC[field])
     if fmt == _N and not prefix:
         value = str(value)
         if len(value) < size:

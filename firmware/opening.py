@@ -1,5 +1,6 @@
 """What the runtime does once at boot, before the terminal opens: the heap check, the journal's
-replay into the core, and the boot log's lines on the host link and the clock.
+replay into the core, whether the clock can be trusted, and the boot log's lines on the host
+link and the clock.
 
 Runtime.run imports it and lets go of it after (firmware.let_go): from .mpy files its code would
 otherwise hold heap for the rest of the day (docs/architecture.md, "Memory").
@@ -29,6 +30,7 @@ def open_terminal(runtime, short):
         # A power cut tore the last write: rewrite before anything is appended after it.
         journal.rewrite(terminal.snapshot())
         runtime.log("journal: torn tail cut off")
+    runtime.clock_set = clock_known(runtime)
     settings = runtime.settings
     if runtime.tls:
         runtime.log("host link: TLS to %s:%d, certificate from %s's CA for %s" % (
@@ -38,6 +40,17 @@ def open_terminal(runtime, short):
                     "travel unencrypted; demo only")
     log_clock(runtime)
     return True
+
+
+def clock_known(runtime):
+    """Whether the clock can be trusted before NTP answers: always without an ntp_host (as
+    before), never where the runtime keeps the correction (it starts unknown), else if the
+    board's RTC reads a real date (the ESP32 keeps it across every reset but power-on)."""
+    if not runtime.settings["ntp_host"]:
+        return True
+    if getattr(runtime.board, "set_clock", None) is None:
+        return False
+    return runtime.wall_clock.unix() >= CLOCK_FLOOR
 
 
 def code_in_flash():

@@ -34,7 +34,7 @@ def idle(settings, now, status, net=None):
     elif status["reversals"]:
         lines += ["Reversal", "pending: wait"]
     elif net and net[0] == SETTING_CLOCK[0]:
-        pass  # not "Ready": a card waits for the clock (firmware/app.py, clock_known)
+        pass  # not "Ready": a card waits for the clock (firmware/opening.py, clock_known)
     else:
         lines += ["Ready", "Tap card"]
     if status["queued"]:

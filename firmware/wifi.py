@@ -152,3 +152,14 @@ class WifiLink:
             self.ip = None
             lost = True
             wlan.disconnect()
+
+
+async def news(runtime):
+    """The runtime's task beside WifiLink.run: the link's news to the log and, while it is
+    down, to the idle screen."""
+    wifi = runtime.wifi
+    while True:
+        await wifi.changed.wait()
+        wifi.changed.clear()
+        runtime.log(wifi.status)
+        runtime.dispatch(("net", runtime.net_lines()))

@@ -1,5 +1,5 @@
 # portable: micropython
-"""Time before TLS (firmware/app.py, clock_known): with an NTP server set and a clock not known
+"""Time before TLS (firmware/opening.py, clock_known): with an NTP server set and a clock not known
 to be right, the idle screen says Setting clock..., no card is read and no exchange starts;
 a board whose RTC kept a real date across a reset, or a board without ntp_host, goes on at
 once as before. (test_sim_clock.py: the release when NTP answers, on the simulated board.)"""
@@ -136,10 +136,10 @@ def test_an_rtc_that_kept_the_date_across_a_reset_holds_nothing():
 def test_an_rtc_at_its_power_on_date_is_not_set():
     board = Board("poweron", rtc=True)
     runtime = app.Runtime(board, _settings("127.0.0.1"), {})
-    assert runtime.clock_known()
+    assert opening.clock_known(runtime)
     # The ESP32's RTC after power-on: 2000-01-01 00:00:10, its epoch and ten seconds.
     runtime.wall_clock.correction = 946684810 - app.unix_time()
-    runtime.clock_set = runtime.clock_known()  # as the runtime decides it when built
+    runtime.clock_set = opening.clock_known(runtime)  # as the boot decides it
     assert not runtime.clock_set
     opening.log_clock(runtime)
     assert board.lines[-1].startswith("clock: not set (2000-01-01 00:00:10 UTC); purchases "

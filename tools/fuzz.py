@@ -66,6 +66,7 @@ KSN1 = unhexlify(DEFAULTS["initial_key_id"] + "00000001")  # the terminal's firs
 TID = DEFAULTS["terminal_id"]
 PAN = "4761739001010010"
 _SPEC = iso8583._SPEC
+_FORMAT_N, _FORMAT_B = 0 << 12, 3 << 12  # iso8583's formats (consts there, so not importable)
 _MATCH = (41, 11, 3, 4)
 MAX_MS = 2000  # the slowest input allowed (the portable test checks it; CPython also alarms)
 
@@ -180,12 +181,12 @@ def check_decoded(frame, mti, fields):
     mac_field = 128 if frame[4] & 0x80 else 64
     assert mac_field in fields, "no MAC field"
     for field, value in fields.items():
-        fmt, prefix, size = _SPEC[field]
-        if fmt == 3:
+        fmt, prefix, size = iso8583._spec(_SPEC[field])
+        if fmt == _FORMAT_B:
             assert isinstance(value, bytes)
         else:
             assert isinstance(value, str)
-            if fmt == 0:
+            if fmt == _FORMAT_N:
                 assert value == "" or value.isdigit(), (field, value)
             for ch in value:
                 assert 0x20 <= ord(ch) <= 0x7E, (field, value)
@@ -668,7 +669,7 @@ def _field_offsets(body):
         byte = body[4 + (field - 1) // 8]
         if not byte & (0x80 >> ((field - 1) % 8)) or field in (64, 128):
             continue
-        fmt, prefix, size = _SPEC[field]
+        fmt, prefix, size = iso8583._spec(_SPEC[field])
         start = pos
         if prefix:
             size = int(body[pos : pos + prefix])
