@@ -100,7 +100,7 @@ def main(argv=None):
         from tools.build import PACKAGES, build
 
         image = Path(tempfile.mkdtemp(prefix="pos_mpy_"))
-        build(image, packages=PACKAGES)
+        build(image, packages=PACKAGES, line_numbers=True)  # a failure's traceback needs them
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name, passed, failed, peak, heapsize, output in pool.map(
                 lambda n: run_one(n, args.heapsize, image), names):

