@@ -3,11 +3,12 @@
 running firmware, `await` included, while the runtime's tasks go on; with aiorepl missing the
 log says so and the terminal works without it; with it off aiorepl is never imported."""
 
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+from tools import vboard
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests_host"
@@ -123,8 +124,9 @@ def test_debug_repl_answers_inside_the_running_firmware():
         at = console.wait_for("(True, True)\n", at)
         console.type("\x04")  # Ctrl-D: aiorepl ends the event loop, so the terminal stops
         console.wait_for("\n", at)
-        # Ctrl-C (SIGINT from a terminal on the unix port) then ends main.py, as on a board.
-        console.proc.send_signal(signal.SIGINT)
+        # Ctrl-C (SIGINT from a terminal on the unix port) then ends main.py, as on a board; aimed
+        # at the main thread, as the virtual board does, not at the keypad's timer thread.
+        vboard.interrupt_main_thread(console.proc.pid)
         console.proc.wait(timeout=60)
     finally:
         console.close()

@@ -77,7 +77,9 @@ FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 CTRL_A, CTRL_C = b"\x01", b"\x03"
 # What the unix port prints for a Ctrl-C that landed in a scheduled callback (the keypad's scan
-# timer, tools/models/bus.py SimTimer), which swallows it: the program never sees it.
+# timer, tools/models/bus.py SimTimer), which swallows it: the program never sees it. The
+# program's own is silent: main.py and the boot's runner catch it, and the REPL prints a
+# traceback only once it no longer takes Ctrl-C (see catches_sigint).
 SWALLOWED = b"KeyboardInterrupt"
 HARD_RESET = getattr(signal, "SIG" + boardboot.RESET_SIGNAL)
 SOFT_RESET = getattr(signal, "SIG" + boardboot.SOFT_RESET_SIGNAL)
@@ -101,10 +103,10 @@ def serial_path(folder):
 
 class Interrupt:
     """A Ctrl-C on its way to the program, until a REPL's prompt shows that it arrived. On the
-    unix port one can land in a scheduled callback, which swallows it (and may take the port
-    down): it is sent again, and after such a crash it is sent to the new boot with the bytes
-    that followed it, as if it had come a moment later, so `mpremote` finds the REPL it asked
-    for as on a board."""
+    unix port one can land in a scheduled callback, which swallows it: it is sent again; should
+    the port go down with one in flight, it is sent to the new boot with the bytes that followed
+    it, as if it had come a moment later, so `mpremote` finds the REPL it asked for as on a
+    board."""
 
     def __init__(self):
         self.after = bytearray()  # what the client sent after the Ctrl-C
@@ -389,13 +391,13 @@ class VirtualBoard:
             if catches_sigint(self.proc.pid):
                 self._interrupt = Interrupt()
                 self._interrupt.after += data.partition(CTRL_C)[0]
-                os.kill(self.proc.pid, signal.SIGINT)
+                interrupt_main_thread(self.proc.pid)
             else:
                 _write_all(self.master, CTRL_C)
 
     def _signal_interrupt(self):
         if self.proc is not None and catches_sigint(self.proc.pid):
-            os.kill(self.proc.pid, signal.SIGINT)
+            interrupt_main_thread(self.proc.pid)
 
     def _replay_interrupt(self):
         """After a crash with a Ctrl-C in flight: once the new boot's code runs (it takes Ctrl-C
@@ -403,7 +405,7 @@ class VirtualBoard:
         if self.proc is None or not catches_sigint(self.proc.pid):
             return
         self._interrupt.replay = False
-        os.kill(self.proc.pid, signal.SIGINT)
+        interrupt_main_thread(self.proc.pid)
         _write_all(self.master, bytes(self._interrupt.after))
 
     def _drop_client(self):
@@ -500,6 +502,21 @@ try:
     _PRCTL = ctypes.CDLL(None).prctl
 except (OSError, AttributeError):  # not Linux
     _PRCTL = None
+
+
+try:
+    _TGKILL = ctypes.CDLL(None).tgkill  # glibc 2.30 and later
+except (OSError, AttributeError):  # not Linux, or an older C library
+    _TGKILL = None
+
+
+def interrupt_main_thread(pid):
+    """Ctrl-C as MicroPython takes it: a SIGINT to the program's main thread (on Linux its thread
+    ID is the process ID). The unix port raises the KeyboardInterrupt in whichever thread the
+    signal reaches, and a board's timer thread (tools/models/bus.py SimTimer) must not take it:
+    it would die, perhaps holding a lock the main thread then waits on for ever."""
+    if _TGKILL is None or _TGKILL(pid, pid, int(signal.SIGINT)) != 0:
+        os.kill(pid, signal.SIGINT)
 
 
 def _die_with_parent():

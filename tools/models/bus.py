@@ -65,7 +65,13 @@ class SimTimer:
     `period` ms a thread schedules the callback (micropython.schedule), as the timer's interrupt
     handler does there (ports/esp32/machine_timer.c), so it runs between two bytecodes of the
     program, its event loop held or not, and not inside a long C call. A tick that finds the
-    schedule queue full is lost, as the ESP32's is."""
+    schedule queue full is lost, as the ESP32's is.
+
+    The unix port raises a Ctrl-C (SIGINT) in whichever thread the signal reaches; the virtual
+    board aims it at the main thread (tools/vboard.py), so this one never takes it (it would
+    die, perhaps holding the scheduler's lock); one that lands in the callback, which runs on
+    the main thread, is printed and swallowed by the scheduler, and the virtual board sends it
+    again."""
 
     PERIODIC = 1
 
