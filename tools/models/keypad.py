@@ -14,14 +14,19 @@ opening and closing at random times (a seeded generator, the same sequence on CP
 MicroPython), ending closed after the press edge and open after the release edge.
 
 Two fingers: `press()` holds a key for a fixed time (what tests of the scan's timing want), and
-`type_key()` holds it until the driver's scans have read it closed for `hold_ms`, then keeps off
-the keypad until they have read it open for `lift_ms` (what the simulated board types with: a
-PC busy elsewhere stalls the firmware's process, and a press timed by the PC's clock could then
-end before a scan ever saw it, which no cashier's finger does to a running board).
+`type_key()` holds it until the driver's scans have read it closed for `hold_ms`, and one scan
+more, then keeps off the keypad until they have read it open for `lift_ms`, and one scan more
+(what the simulated board types with: a PC busy elsewhere stalls the firmware's process, and a
+press timed by the PC's clock could then end before a scan ever saw it, which no cashier's
+finger does to a running board).
 """
 
 LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
-_LIFT_NEXT = -1  # the finger lifts at the scan after the one that saw it held long enough
+# The finger acts one scan after the one that saw it held (or off) long enough: a driver dates
+# a scan by its start, and a process stalled in the middle of one reads the key later than that
+# date, so only the next scan, which starts after that read, is sure to count the whole hold.
+_HELD_LONG_ENOUGH = -2
+_LIFT_NEXT = -1
 
 
 class _Rng:
@@ -126,16 +131,20 @@ class KeypadMatrix:
             if finger[4] is None:
                 finger[4] = now
             elif now - finger[4] >= finger[1]:
-                finger[5] = _LIFT_NEXT  # this read still sees it closed: the driver counts it
+                finger[5] = _HELD_LONG_ENOUGH
+        elif finger[5] == _HELD_LONG_ENOUGH:
+            finger[5] = _LIFT_NEXT  # this scan started after the hold: the driver counts it
         elif finger[5] == _LIFT_NEXT:
             finger[5] = now
             self._release(key, now)
         elif now >= finger[5] + self.bounce_us:  # lifted, past the release's bounce
             if finger[6] is None:
                 finger[6] = now
-            elif now - finger[6] >= finger[2]:
-                self._finger = None
+            elif finger[6] == _HELD_LONG_ENOUGH:
+                self._finger = None  # this scan started after the lift: the driver saw it up
                 self.typed += 1
+            elif now - finger[6] >= finger[2]:
+                finger[6] = _HELD_LONG_ENOUGH
 
     def _press_at(self, key, start, end):
         now = self.clock.now()
