@@ -18,8 +18,8 @@ class CardUnreadable(Exception):
 
 
 def let_go(name):
-    """Forget drivers.<name>, imported for one card read: out of sys.modules and off this
-    package, so the heap it holds is freed (code imported from .mpy files is copied into the
-    heap; docs/romfs.md, "Heap")."""
+    """Forget drivers.<name>, imported for one card read or one receipt: out of sys.modules and
+    off this package, so the heap it holds is freed (code imported from .mpy files is copied into
+    the heap; docs/romfs.md, "Heap")."""
     sys.modules.pop("drivers." + name, None)
     globals().pop(name, None)

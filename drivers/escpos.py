@@ -37,9 +37,11 @@ except ImportError:  # CPython without the test shims
 
 import asyncio
 
+from drivers import let_go
+
 try:
     from time import sleep_ms as _sleep_ms
-    from time import ticks_add, ticks_diff
+    from time import ticks_diff
     from time import ticks_ms as _ticks_ms
 except ImportError:  # CPython: tests drive the driver through an injected timebase
     import time as _time
@@ -52,9 +54,6 @@ except ImportError:  # CPython: tests drive the driver through an injected timeb
 
     def ticks_diff(a, b):
         return a - b
-
-    def ticks_add(a, b):
-        return a + b
 
 
 class PaperOut(Exception):
@@ -69,44 +68,15 @@ class PrinterSilent(Exception):
     """No valid status answer (after a second try): unplugged, unpowered, or a bad line."""
 
 
-_ESC = const(0x1B)
-_GS = const(0x1D)
-_LF = const(0x0A)
-
-_INIT = const(b"\x1b@")
-_BOLD_ON = const(b"\x1bE\x01")
-_BOLD_OFF = const(b"\x1bE\x00")
-_CENTER = const(b"\x1ba\x01")
-_LEFT = const(b"\x1ba\x00")
-_BIG_ON = const(b"\x1d!\x11")  # GS ! : double width and double height
-_BIG_OFF = const(b"\x1d!\x00")
-_CUT = const(b"\x1dV\x01")  # partial cut: leaves a tab, the usual choice on receipt printers
 # DLE EOT 4 (roll paper sensor) then DLE EOT 2 (offline cause: cover, stopped at paper end).
 STATUS_DLE = b"\x10\x04\x04\x10\x04\x02"
 STATUS_ESCV = b"\x1bv\x00"
-# QR (GS ( k, function 165/167/169/180/181): model 2, module size 4 dots, error correction M.
-_QR_SETUP = const(b"\x1d(k\x04\x001A2\x00" b"\x1d(k\x03\x001C\x04" b"\x1d(k\x03\x001E1")
-_QR_PRINT = const(b"\x1d(k\x03\x001Q0")
-QR_MODULE_DOTS = 4
-# Byte-mode capacity at error correction M, versions 1 to 10 (ISO/IEC 18004 table 7).
-QR_CAPACITY_M = (14, 26, 42, 62, 84, 106, 122, 152, 180, 213)
-
-_COLUMNS = const(32)  # font A, 12 dots wide, on 384 dots
-_RING = const(32)  # chunks tracked in flight; more than fit in any printer's buffer
-_POLL_MS = const(2)
-_FEED_LINES = const(2)  # from the head to the tear bar / cutter, past the receipt's own blanks
 _PAPER_END_BITS = const(0x60)  # DLE EOT 4: paper end sensor
 _STOPPED_BITS = const(0x20)  # DLE EOT 2: printing stopped at paper end
 _COVER_BIT = const(0x04)  # DLE EOT 2: cover open
 _ESCV_NO_PAPER = const(0x04)
-
-
-def qr_modules(n):
-    """Modules per side of the QR code holding n bytes (versions 1-10), 0 if too long."""
-    for i in range(len(QR_CAPACITY_M)):
-        if n <= QR_CAPACITY_M[i]:
-            return 17 + 4 * (i + 1)
-    return 0
+_RING = const(32)  # chunks tracked in flight; more than fit in any printer's buffer
+_POLL_MS = const(2)
 
 
 class _Timebase:
@@ -195,35 +165,6 @@ class EscPosPrinter:
             raise ValueError
         return PaperOut if a[0] & _ESCV_NO_PAPER else None
 
-    async def _check(self):
-        """Raise PaperOut, CoverOpen or PrinterSilent; two tries, each bounded in time."""
-        if self._status is None:
-            return
-        # A status query behind bytes still in the UART could be answered by raster data that
-        # happens to read as one: ask only once the line is quiet.
-        while hasattr(self._uart, "txdone") and not self._uart.txdone():
-            await self._tb.wait_ms(_POLL_MS)
-        for _ in range(2):
-            n = self._query()
-            start = self._tb.ticks_ms()
-            got = 0
-            while got < n and ticks_diff(self._tb.ticks_ms(), start) < self._status_timeout:
-                await self._tb.wait_ms(_POLL_MS)
-                got = self._finish_answer(got, n)
-            if got == n:
-                try:
-                    fault = self._parse(n)
-                except ValueError:
-                    continue
-                self._paper = fault is not PaperOut and fault is not CoverOpen
-                self._paper_at = self._tb.ticks_ms()
-                self._since_check = 0
-                if fault is not None:
-                    raise fault()
-                return
-        self._paper = False
-        raise PrinterSilent()
-
     def _finish_answer(self, got, n):
         while got < n and self._uart.any():
             chunk = self._uart.read(n - got)
@@ -261,165 +202,16 @@ class EscPosPrinter:
         self._paper_at = tb.ticks_ms()
         return ok
 
-    # ---- pacing -----------------------------------------------------------------------------
-
-    def _retire(self, now):
-        while self._count and ticks_diff(now, self._done_at[self._head]) >= 0:
-            self._in_flight -= self._size[self._head]
-            self._head = (self._head + 1) % _RING
-            self._count -= 1
-
-    async def _room(self, n):
-        """Wait until n more bytes keep the printer's buffer within budget; check status
-        every `_check_bytes`."""
-        if self._since_check and self._since_check + n > self._check_bytes:
-            await self._check()
-        while True:
-            now = self._tb.ticks_ms()
-            self._retire(now)
-            if self._count < _RING and (self._in_flight + n <= self._budget or not self._count):
-                return now
-            wait = ticks_diff(self._done_at[self._head], now)
-            await self._tb.wait_ms(wait if wait > 0 else 1)
-
-    async def _write(self, buf):
-        mv = memoryview(buf)
-        off = 0
-        while off < len(buf):
-            off += self._uart.write(mv[off:]) or 0
-            if off < len(buf):
-                await self._tb.wait_ms(_POLL_MS)
-
-    def _sent(self, now, n, cost_ms):
-        """Book a chunk of n bytes that takes the mechanism cost_ms once it has arrived."""
-        if ticks_diff(self._uart_free, now) < 0:
-            self._uart_free = now
-        self._uart_free = ticks_add(self._uart_free, (n * self._byte_us + 999) // 1000)
-        start = self._uart_free
-        if ticks_diff(self._mech_free, start) > 0:
-            start = self._mech_free
-        self._mech_free = ticks_add(start, cost_ms)
-        i = (self._head + self._count) % _RING
-        self._done_at[i] = self._mech_free
-        self._size[i] = n
-        self._count += 1
-        self._in_flight += n
-        self._since_check += n
-
-    async def _chunk(self, cost_ms, a, b=None, c=None, d=None):
-        # Parts written one after the other: no concatenated copy of a line or a raster band.
-        n = len(a) + (len(b) if b else 0) + (len(c) if c else 0) + (len(d) if d else 0)
-        now = await self._room(n)
-        await self._write(a)
-        for part in (b, c, d):
-            if part:
-                await self._write(part)
-        self._sent(now, n, cost_ms)
-
     # ---- receipt ----------------------------------------------------------------------------
-
-    async def _text_line(self, text, on=None, off=None, height=1):
-        # A line longer than the paper is sent a printed line at a time (the printer wraps it
-        # anyway): one long chunk could be more than the printer's whole buffer.
-        cols = _COLUMNS // height
-        while len(text) > cols:
-            await self._chunk(self._line_ms * height, on or b"", text[:cols])
-            on = None
-            text = text[cols:]
-        await self._chunk(self._line_ms * height, on or b"", text, b"\n", off)
-
-    async def _raster(self, width, height, data, align_center=True):
-        wb = width // 8
-        rows = max(1, (self._check_bytes - 8) // wb)
-        hdr = self._hdr
-        if align_center:
-            await self._chunk(0, _CENTER)
-        y = 0
-        mv = memoryview(data)
-        while y < height:
-            r = min(rows, height - y)
-            hdr[0], hdr[1], hdr[2], hdr[3] = _GS, 0x76, 0x30, 0
-            hdr[4], hdr[5], hdr[6], hdr[7] = wb & 0xFF, wb >> 8, r, 0
-            # A band of 24 dot rows takes the mechanism about one text line.
-            await self._chunk((r * self._line_ms + 23) // 24, hdr, mv[y * wb:(y + r) * wb])
-            y += r
-        if align_center:
-            await self._chunk(0, _LEFT)
-
-    async def _qr_code(self, data):
-        modules = qr_modules(len(data))
-        if not self._qr or not modules or len(data) + 8 > self._budget:
-            await self._text_line(data, _CENTER, _LEFT)
-            return
-        store = self._qr_store
-        n = len(data) + 3
-        store[3], store[4] = n & 0xFF, n >> 8
-        await self._chunk(0, _CENTER, _QR_SETUP)
-        await self._chunk(0, store, data)
-        rows = modules * QR_MODULE_DOTS
-        await self._chunk((rows * self._line_ms + 23) // 24 + self._line_ms, _QR_PRINT,
-                          b"\n", _LEFT)
-
-    async def _directive(self, line):
-        sp = line.find(" ")
-        word = line[1:] if sp < 0 else line[1:sp]
-        arg = b"" if sp < 0 else _ascii(line[sp + 1:])
-        if word == "LOGO":
-            if self._logo is not None:
-                await self._raster(*self._logo)
-        elif word == "QR":
-            await self._qr_code(arg)
-        elif word == "BIG":
-            await self._text_line(arg, _CENTER + _BIG_ON, _BIG_OFF + _LEFT, 2)
-        elif word == "CENTER":
-            await self._text_line(arg, _CENTER, _LEFT)
-        elif word == "BOLD":
-            await self._text_line(arg, _BOLD_ON, _BOLD_OFF)
-        elif arg:  # a directive we do not know: its text still reaches the paper
-            await self._text_line(arg)
 
     async def print_text(self, text):
         """Print a receipt (lines separated by newlines, 32 columns). Returns once the last
         line is estimated printed and the printer still reports paper."""
-        if self._busy:
-            raise RuntimeError("printer busy")
-        self._busy = True
+        # The printing code is imported for a receipt and let go after: from .mpy files its
+        # 3 KB would sit in the heap that a card read needs (drivers/escpos_job.py).
+        from drivers import escpos_job
+
         try:
-            now = self._tb.ticks_ms()
-            self._uart_free = self._mech_free = now
-            self._count = self._in_flight = 0
-            self._since_check = 0
-            await self._check()
-            await self._chunk(self._line_ms, _INIT, self._heat)
-            start = 0
-            end = len(text)
-            if end and text[end - 1] == "\n":
-                end -= 1
-            while start <= end:
-                nl = text.find("\n", start)
-                if nl < 0 or nl > end:
-                    nl = end
-                line = text[start:nl]
-                if line.startswith("^") and len(line) > 1 and "A" <= line[1] <= "Z":
-                    await self._directive(line)
-                else:
-                    await self._text_line(_ascii(line))
-                start = nl + 1
-            await self._chunk(self._line_ms * _FEED_LINES, b"\x1bd", bytes((_FEED_LINES,)),
-                              _CUT if self._cut else None)
-            wait = ticks_diff(self._mech_free, self._tb.ticks_ms())
-            if self._cut:
-                wait += 300  # the cutter's stroke
-            if wait > 0:
-                await self._tb.wait_ms(wait)
-            await self._check()
+            await escpos_job.print_text(self, text)
         finally:
-            self._busy = False
-
-
-def _ascii(text):
-    """The printer's code page is PC437: anything beyond ASCII prints as '?'."""
-    try:
-        return text.encode("ascii")
-    except UnicodeError:
-        return bytes((ord(c) if ord(c) < 128 else 63) for c in text)
+            let_go("escpos_job")

@@ -345,6 +345,7 @@ class Runtime:
             return
         if self.settings["heap_report"]:
             self.measure_heap(False)  # the receipt's text still live
+        text = None  # let go before the next copy is rendered: two at once need the heap twice
         self.dispatch(("printed", job))
 
     # ---- input and time -------------------------------------------------------------------

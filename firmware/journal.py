@@ -26,7 +26,6 @@ class Journal:
     def __init__(self, path):
         self.path = path
         self._tmp = path + ".tmp"
-        self._file = None
         self.seq = 0
         self.size = 0
         self.torn = False
@@ -69,36 +68,32 @@ class Journal:
                     yield record
         self.size = offset
 
-    def _encode(self, record):
+    def _write(self, f, record):
+        """One record into f, in three pieces: no copy of the whole record is made."""
         self.seq += 1
         payload = json.dumps(record).encode()
         head = struct.pack(">HI", len(payload), self.seq)
-        crc = binascii.crc32(head[2:] + payload) & 0xFFFFFFFF
-        return head + payload + struct.pack(">I", crc)
+        crc = binascii.crc32(payload, binascii.crc32(head[2:])) & 0xFFFFFFFF
+        f.write(head)
+        f.write(payload)
+        f.write(struct.pack(">I", crc))
+        return _HEADER + len(payload) + 4
 
     def append(self, record):
-        """Durably add one record: on return it survives a power cut."""
-        if self._file is None:
-            self._file = open(self.path, "ab")
-        data = self._encode(record)
-        self._file.write(data)
-        self._file.flush()
-        self.size += len(data)
+        """Durably add one record: on return it survives a power cut (closing flushes). The
+        file is opened for each record: an open file's buffer, kept, would split the heap."""
+        with open(self.path, "ab") as f:
+            self.size += self._write(f, record)
 
     def rewrite(self, records):
         """Replace the journal by these records (compaction), atomically."""
-        self.close()
         size = 0
         with open(self._tmp, "wb") as f:
             for record in records:
-                data = self._encode(record)
-                f.write(data)
-                size += len(data)
+                size += self._write(f, record)
         os.rename(self._tmp, self.path)
         self.size = size
         self.torn = False
 
     def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        pass  # nothing held open between records (see append)

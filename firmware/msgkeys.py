@@ -49,7 +49,7 @@ class MessageKeys:
         self.terminal = None
         if self.active:
             initial = bytearray(unhexlify(settings["initial_key"]))
-            self.terminal = dukpt.TerminalKeys(initial, self.ksn_id + bytes(4))
+            self.terminal = dukpt.WorkingKeys(initial, self.ksn_id + bytes(4))
             wipe(initial)
         self.last = 0
         self.reserved = 0

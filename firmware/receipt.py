@@ -19,16 +19,17 @@ def format_amount(amount, currency):
     return "%s %d.%02d" % (currency, amount // 100, amount % 100)
 
 
+# Each line made by one format, not by concatenation: a receipt is rendered while the heap is at
+# its fullest (a purchase's answer just in), and every piece left behind would split it.
 def _pair(left, right):
-    gap = WIDTH - len(left) - len(right)
-    if gap < 1:
-        return left + "\n" + " " * max(0, WIDTH - len(right)) + right
-    return left + " " * gap + right
+    if len(left) + len(right) >= WIDTH:
+        return "%s\n%*s" % (left, WIDTH, right)
+    return "%-*s%s" % (WIDTH - len(right), left, right)
 
 
 def _center(text):
     text = text[:WIDTH]
-    return " " * ((WIDTH - len(text)) // 2) + text
+    return "%*s" % ((WIDTH + len(text)) // 2, text)
 
 
 def copy_label(copy, copies):
@@ -69,5 +70,5 @@ def render(settings, txn, copy, reprint):
     else:
         lines += ["", "^QR " + txn["rrn"], _center("THANK YOU"),
                   _center("KEEP FOR YOUR RECORDS")]
-    lines += ["", "", ""]
-    return "\n".join(lines) + "\n"
+    lines += ["", "", "", ""]  # the fourth ends the text with its newline: no copy to add one
+    return "\n".join(lines)

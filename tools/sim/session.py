@@ -571,6 +571,7 @@ def loaded_modules(image, config):
     reader = setting("reader")
     unused = {"drivers/pn532_uart"} | {"drivers/" + kind for kind in ("pn532_i2c", "pn532_spi")
                                        if kind != reader}
+    unused.add("firmware/dukpt_host")  # DUKPT's host side: never imported on a board
     if reader == "rc522":
         unused |= {"drivers/pn532", "drivers/emv", "tools/models/pn532"}
     else:
