@@ -283,6 +283,20 @@ def test_the_typing_finger_waits_for_the_scans():
         assert _drain(keypad) == "1250#1234#", gap
 
 
+def _stall(clock, at_scan, ms):
+    """A row pin's on_change that stalls the scan numbered `at_scan` by `ms`, between the scan's
+    date and its reads."""
+    scans = [0]
+
+    def stall(level):
+        if level == 0:
+            scans[0] += 1
+            if scans[0] == at_scan:
+                clock.us += ms * 1000
+
+    return stall
+
+
 def test_the_typing_finger_outlasts_a_stall_inside_a_scan():
     # The driver dates a scan by its start; a process stalled half-way through one (the PC
     # busy elsewhere) reads the rows later than that date. A stall at any scan of a key's
@@ -292,15 +306,7 @@ def test_the_typing_finger_outlasts_a_stall_inside_a_scan():
     for stall_ms, gap, stall_at in [(s, g, a) for s in (25, 40) for g in (1, 13)
                                     for a in range(1, 41)]:
         clock, matrix, keypad = _rig(seed=stall_at, debounce_ms=30)
-        scans = [0]
-
-        def stall(level):
-            if level == 0:
-                scans[0] += 1
-                if scans[0] == stall_at:
-                    clock.us += stall_ms * 1000  # between the scan's date and its reads
-
-        keypad._rows[0].on_change = stall
+        keypad._rows[0].on_change = _stall(clock, stall_at, stall_ms)
         for label in "800#":
             matrix.type_key(label, 50, 50)
         t = 0
