@@ -21,7 +21,7 @@ STATIC = "approved_static_keys"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run every example at once (they take seconds of simulated waiting each)."""
+    """Run every example, a few at a time (they take seconds of simulated waiting each)."""
     base = tmp_path_factory.mktemp("sim")
     scenarios = {name: ROOT / "examples" / (name + ".json") for name in EXAMPLES}
     static = json.loads(scenarios["approved"].read_text())
@@ -52,8 +52,13 @@ def record(runs, name):
     return purchases[0], receipts, events, path
 
 
-def sent(events, mti):
-    return [e for e in events if e["kind"] == "host_tx" and e["mti"] == mti]
+def sent(events, *mtis):
+    return [e for e in events if e["kind"] == "host_tx" and e["mti"] in mtis]
+
+
+# A reversal, or its repeat: one that may have left before (a connection that timed out, as on
+# a loaded machine) goes again as 0401.
+REVERSAL = ("0400", "0401")
 
 
 def assert_clean(path):
@@ -128,13 +133,13 @@ def test_card_not_read_is_said_then_a_good_card_pays(runs):
 def test_timeout_recovered_by_query(runs):
     txn, receipts, events, _ = record(runs, "timeout_recovered_by_query")
     assert sent(events, "0600"), "no status query was sent"
-    assert not sent(events, "0400")
+    assert not sent(events, *REVERSAL)
     assert_approved_receipts(txn, receipts, reprint=False)
 
 
 def test_timeout_reversal(runs):
     txn, receipts, events, _ = record(runs, "timeout_reversal")
-    assert sent(events, "0600") and sent(events, "0400")
+    assert sent(events, "0600") and sent(events, *REVERSAL)
     assert txn["status"] == "reversed"
     assert not any("APPROVED" in r for r in receipts)
 
@@ -143,7 +148,7 @@ def test_late_response_after_reversal_is_ignored(runs):
     txn, receipts, events, _ = record(runs, "late_response_after_reversal")
     assert txn["status"] == "reversed"
     assert not any("APPROVED" in r for r in receipts)
-    reversal_t = sent(events, "0400")[0]["t_ms"]
+    reversal_t = sent(events, *REVERSAL)[0]["t_ms"]
     late = [e for e in events if e["kind"] == "host_rx" and e["mti"] == "0210"]
     assert late and late[0]["t_ms"] > reversal_t, "the late approval never reached the terminal"
 
