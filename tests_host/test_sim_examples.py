@@ -2,6 +2,8 @@
 simulator. Each outcome is checked on both sides: the receipts printed and the host's ledger."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,15 @@ def test_paper_out_after_approval(runs):
     paper_in = [e["t_ms"] for e in events if e["kind"] == "paper" and e["state"] == "in"][0]
     assert all(e["t_ms"] > paper_in for e in events if e["kind"] == "receipt")
     assert_approved_receipts(txn, receipts, reprint=False)
+
+
+def test_make_sims_relative_interpreter_path(tmp_path):
+    # `make sim SCENARIO=...` passes --micropython .venv/bin/micropython, relative to the repo,
+    # while the board process runs in the record's folder: it once failed to start there.
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.sim", "--scenario", "examples/approved.json", "--out",
+         str(out), "--micropython", ".venv/bin/micropython"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 transaction (1 approved)" in proc.stdout + proc.stderr

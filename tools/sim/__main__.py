@@ -38,6 +38,8 @@ def main(argv=None):
                         help="run the firmware from source instead of the .mpy image")
     parser.add_argument("--main", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # The board process runs in the record's folder: a path relative to here must not break.
+    args.micropython = str(Path(args.micropython).resolve())
     if args.scenario:
         from tools.sim import scenario as scenarios
         from tools.sim.summary import summary
